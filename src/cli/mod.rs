@@ -1,0 +1,107 @@
+//! Command-line definition and dispatch.
+//!
+//! Each subcommand has its own file holding its clap arguments (whose doc
+//! comments are the help text) and a `run` function that calls the library.
+//! This file only lists the commands and turns errors into exit codes.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Error;
+
+mod ca;
+mod chain;
+mod device;
+mod emulator;
+mod enroll;
+mod inspect;
+mod output;
+mod register;
+mod to_string;
+mod verify_code;
+
+pub use output::Output;
+
+/// A test PKI for Azure IoT Hub Device Provisioning Service, with no openssl needed.
+///
+/// Makes root, intermediate and device certificates with certGen.sh's file
+/// names, proves possession of a CA, turns PEM into source-code literals,
+/// manages DPS enrollment groups and runs a local DPS emulator.
+#[derive(Debug, Parser)]
+#[command(name = "pki", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Exit codes: 0 success, 1 operation failed, 2 usage or bad input.\n\n\
+Start with:  pki chain new --devices 3\nThen see:    pki inspect --chain certs/device-0001-full-chain.cert.pem")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Certificate chains: root CA, intermediate CAs and devices.
+    #[command(subcommand)]
+    Chain(chain::ChainCommand),
+    /// Add devices to an existing chain (made by pki, certGen.sh or openssl).
+    #[command(subcommand)]
+    Device(device::DeviceCommand),
+    /// Show certificates, or check a device chain against DPS's rules.
+    Inspect(inspect::InspectArgs),
+    /// Make a proof-of-possession ("verification code") certificate.
+    VerifyCode(verify_code::VerifyCodeArgs),
+    /// Print a PEM file as a Java string literal (the DPS docs' sed one-liner).
+    ToJavaString(to_string::ToJavaStringArgs),
+    /// Print a PEM file as a string literal in a language from templates/.
+    ToString(to_string::ToStringArgs),
+    /// Run a local DPS (service API + device registration) over HTTPS.
+    Emulator(emulator::EmulatorArgs),
+    /// Create, update, show, list or delete DPS enrollment groups.
+    Enroll(enroll::EnrollArgs),
+    /// Register a device with DPS using its X.509 certificate chain.
+    Register(register::RegisterArgs),
+    /// The DPS CA certificate store: upload, prove possession, show, list, delete.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+}
+
+/// Parses the process arguments, runs the command and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Chain(c) => chain::run(c),
+        Command::Device(c) => device::run(c),
+        Command::Inspect(a) => inspect::run(a),
+        Command::VerifyCode(a) => verify_code::run(a),
+        Command::ToJavaString(a) => to_string::run_java(a),
+        Command::ToString(a) => to_string::run(a),
+        Command::Emulator(a) => emulator::run(a),
+        Command::Enroll(a) => enroll::run(a),
+        Command::Register(a) => register::run(a),
+        Command::Ca(c) => ca::run(c),
+    }
+}
+
+/// Prints an error as one line: the message, then each cause not already in it.
+fn report(e: &Error) {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = s.source();
+    }
+    eprintln!("pki: error: {}", msg.replace('\n', " "));
+}

@@ -1,0 +1,1 @@
+//! DPS wire types, SAS tokens and the REST client.

@@ -1,0 +1,118 @@
+//! Crash-safe file output.
+//!
+//! Every file `pki` writes goes to a temporary file in the same directory,
+//! is flushed to disk and then renamed over the target, so an interrupted run
+//! never leaves a truncated key or certificate behind. Secret files are
+//! created with mode 0600 from the start (never chmod-ed after the fact), and
+//! their directories with 0700.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+
+/// Who may read a file we write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Certificates and other public material: 0644.
+    Public,
+    /// Private keys, PFX files and other secrets: 0600.
+    Secret,
+}
+
+impl Mode {
+    #[cfg(unix)]
+    fn bits(self) -> u32 {
+        match self {
+            Mode::Public => 0o644,
+            Mode::Secret => 0o600,
+        }
+    }
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `data` to `path` atomically (temp file + fsync + rename).
+pub fn write_atomic(path: &Path, data: &[u8], mode: Mode) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::input(format!("{} is not a file name", path.display())))?;
+    let tmp: PathBuf = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let werr = |source| Error::Write { path: path.to_path_buf(), source };
+    let result = (|| {
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(mode.bits());
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(werr(e));
+    }
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) if needed; `Mode::Secret` directories get 0700.
+pub fn ensure_dir(dir: &Path, mode: Mode) -> Result<()> {
+    let werr = |source| Error::Write { path: dir.to_path_buf(), source };
+    fs::create_dir_all(dir).map_err(werr)?;
+    #[cfg(unix)]
+    if mode == Mode::Secret {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(werr)?;
+    }
+    Ok(())
+}
+
+/// Reads a file the user named; a failure is an input error (exit code 2).
+pub fn read_input(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })
+}
+
+/// Reads a file, or standard input when `path` is `-`.
+pub fn read_input_or_stdin(path: &Path) -> Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+            .map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        Ok(buf)
+    } else {
+        read_input(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_files_are_0600_and_replace_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.pem");
+        write_atomic(&p, b"one", Mode::Secret).unwrap();
+        write_atomic(&p, b"two", Mode::Secret).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        // No temp files left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,36 @@
+//! `pki`: a test PKI for Azure IoT Hub Device Provisioning Service (DPS).
+//!
+//! The library holds everything the binary does, so tests and benchmarks can
+//! call it directly:
+//!
+//! - [`keys`], [`profile`], [`issue`]: key types, the table of certificate
+//!   profiles and the one function that signs a certificate.
+//! - [`layout`], [`fsio`], [`pfx`], [`manifest`]: where files go and how they
+//!   are written (atomically, keys 0600).
+//! - [`chain`]: `pki chain new` and `pki device new`.
+//! - [`inspect`]: describing certificates and checking chains against DPS's rules.
+//! - [`regid`]: DPS registration and enrollment ID rules.
+//! - [`verify_code`]: proof-of-possession certificates.
+//! - [`literal`]: PEM to source-code string literals.
+//! - [`dps`]: the DPS wire types, SAS tokens and the REST client.
+//! - [`emulator`]: a local DPS.
+//! - [`cli`]: argument parsing and the glue from arguments to the library.
+
+pub mod chain;
+pub mod cli;
+pub mod dps;
+pub mod emulator;
+pub mod error;
+pub mod fsio;
+pub mod inspect;
+pub mod issue;
+pub mod keys;
+pub mod layout;
+pub mod literal;
+pub mod manifest;
+pub mod pfx;
+pub mod profile;
+pub mod regid;
+pub mod verify_code;
+
+pub use error::{Error, Result};
