@@ -36,7 +36,10 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `data` to `path` atomically (temp file + fsync + rename).
 pub fn write_atomic(path: &Path, data: &[u8], mode: Mode) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .ok_or_else(|| Error::input(format!("{} is not a file name", path.display())))?;
@@ -46,7 +49,10 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: Mode) -> Result<()> {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let werr = |source| Error::Write { path: path.to_path_buf(), source };
+    let werr = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let result = (|| {
         let mut opts = fs::OpenOptions::new();
         opts.write(true).create_new(true);
@@ -69,7 +75,10 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: Mode) -> Result<()> {
 
 /// Creates `dir` (and its parents) if needed; `Mode::Secret` directories get 0700.
 pub fn ensure_dir(dir: &Path, mode: Mode) -> Result<()> {
-    let werr = |source| Error::Write { path: dir.to_path_buf(), source };
+    let werr = |source| Error::Write {
+        path: dir.to_path_buf(),
+        source,
+    };
     fs::create_dir_all(dir).map_err(werr)?;
     #[cfg(unix)]
     if mode == Mode::Secret {
@@ -81,15 +90,22 @@ pub fn ensure_dir(dir: &Path, mode: Mode) -> Result<()> {
 
 /// Reads a file the user named; a failure is an input error (exit code 2).
 pub fn read_input(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })
+    fs::read(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Reads a file, or standard input when `path` is `-`.
 pub fn read_input_or_stdin(path: &Path) -> Result<Vec<u8>> {
     if path.as_os_str() == "-" {
         let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-            .map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|source| {
+            Error::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
         Ok(buf)
     } else {
         read_input(path)
@@ -110,7 +126,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         // No temp files left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);

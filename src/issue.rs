@@ -1,1 +1,198 @@
-//! Work in progress.
+//! Signing certificates: the one place a certificate is made.
+//!
+//! [`issue`] takes a [`Profile`], a subject key and an optional issuing
+//! [`Ca`] and returns the signed certificate. It sets everything rcgen would
+//! otherwise default (validity, serial, subject), keeps notBefore a few
+//! minutes in the past for clock skew, and never lets a child outlive its
+//! issuer.
+
+use rcgen::{CertificateParams, Issuer, KeyPair, PublicKeyData, SerialNumber};
+use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::error::{Error, Result};
+use crate::keys::pem_lf;
+use crate::profile::Profile;
+
+/// How far notBefore is back-dated, so devices with a slow clock accept new certificates.
+const CLOCK_SKEW: Duration = Duration::minutes(5);
+
+/// A signed certificate.
+#[derive(Clone, Debug)]
+pub struct IssuedCert {
+    /// DER encoding.
+    pub der: Vec<u8>,
+    /// PEM encoding (LF line endings).
+    pub pem: String,
+    /// Subject common name.
+    pub common_name: String,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// Whether notAfter was cut short to the issuer's notAfter.
+    pub capped: bool,
+}
+
+/// A certificate authority: its certificate and the key that signs for it.
+pub struct Ca {
+    /// The CA's own certificate.
+    pub cert: IssuedCert,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.debug_struct("Ca")
+            .field("cert", &self.cert.common_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ca {
+    /// Makes a new CA certificate for `key` (self-signed when `parent` is None).
+    pub fn create(
+        profile: &Profile,
+        common_name: &str,
+        days: u32,
+        key: KeyPair,
+        parent: Option<&Ca>,
+    ) -> Result<Ca> {
+        debug_assert!(profile.is_ca());
+        let (cert, params) = issue_with_params(profile, common_name, days, &key, parent)?;
+        Ok(Ca {
+            cert,
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// Loads an existing CA from its certificate (DER) and private key.
+    ///
+    /// Refuses a certificate that is not a CA or whose public key does not
+    /// match `key`. `what` names the certificate file in messages.
+    pub fn from_parts(cert_der: &[u8], key: KeyPair, what: &str) -> Result<Ca> {
+        let (_, x509) = X509Certificate::from_der(cert_der)
+            .map_err(|e| Error::input(format!("{what} is not a valid X.509 certificate: {e}")))?;
+        let is_ca = x509
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .map(|bc| bc.value.ca)
+            .unwrap_or(false);
+        if !is_ca {
+            return Err(Error::input(format!(
+                "{what} is not a CA certificate (basicConstraints CA:TRUE is missing); pick a root or intermediate certificate"
+            )));
+        }
+        if x509.public_key().subject_public_key.data.as_ref() != key.der_bytes() {
+            return Err(Error::input(format!(
+                "the private key does not belong to {what}: pass the key file made together with that certificate"
+            )));
+        }
+        let common_name = common_name_of(&x509).unwrap_or_default();
+        let not_after = x509.validity().not_after.to_datetime();
+        let issuer = Issuer::from_ca_cert_der(&cert_der.to_vec().into(), key)
+            .map_err(|e| Error::input(format!("cannot use {what} as an issuer: {e}")))?;
+        Ok(Ca {
+            cert: IssuedCert {
+                der: cert_der.to_vec(),
+                pem: pem_lf("CERTIFICATE", cert_der),
+                common_name,
+                not_after,
+                capped: false,
+            },
+            issuer,
+        })
+    }
+
+    /// The CA's signing key.
+    pub fn key(&self) -> &KeyPair {
+        self.issuer.key()
+    }
+}
+
+/// Signs a certificate of `profile` for `subject_key`; self-signed when `issuer` is None.
+pub fn issue(
+    profile: &Profile,
+    common_name: &str,
+    days: u32,
+    subject_key: &KeyPair,
+    issuer: Option<&Ca>,
+) -> Result<IssuedCert> {
+    issue_with_params(profile, common_name, days, subject_key, issuer).map(|(c, _)| c)
+}
+
+fn issue_with_params(
+    profile: &Profile,
+    common_name: &str,
+    days: u32,
+    subject_key: &KeyPair,
+    issuer: Option<&Ca>,
+) -> Result<(IssuedCert, CertificateParams)> {
+    if days == 0 {
+        return Err(Error::input("validity must be at least 1 day"));
+    }
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .map_err(|e| Error::failed(e.to_string()))?;
+    let mut params = CertificateParams::default();
+    params.not_before = now - CLOCK_SKEW;
+    let wanted = now
+        .checked_add(Duration::days(i64::from(days)))
+        .filter(|t| t.year() < 10000)
+        .ok_or_else(|| Error::input(format!("{days} days is too long a validity")))?;
+    let mut capped = false;
+    params.not_after = match issuer {
+        Some(ca) if ca.cert.not_after < wanted => {
+            capped = true;
+            ca.cert.not_after
+        }
+        _ => wanted,
+    };
+    if params.not_after <= now {
+        return Err(Error::input(format!(
+            "the issuing CA `{}` has expired; make a new chain with `pki chain new --force`",
+            issuer.map(|c| c.cert.common_name.as_str()).unwrap_or("")
+        )));
+    }
+    params.serial_number = Some(random_serial()?);
+    profile.apply(&mut params, common_name, is_rsa(subject_key))?;
+    let cert = match issuer {
+        Some(ca) => params.signed_by(subject_key, &ca.issuer)?,
+        None => params.self_signed(subject_key)?,
+    };
+    let der = cert.der().to_vec();
+    Ok((
+        IssuedCert {
+            pem: pem_lf("CERTIFICATE", &der),
+            der,
+            common_name: common_name.to_string(),
+            not_after: params.not_after,
+            capped,
+        },
+        params,
+    ))
+}
+
+fn is_rsa(key: &KeyPair) -> bool {
+    crate::keys::describe(key) == "rsa"
+}
+
+/// A random, positive, 16-byte serial number (RFC 5280 allows up to 20 bytes).
+pub fn random_serial() -> Result<SerialNumber> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| Error::Crypto("the system random number generator failed".into()))?;
+    // Clear the sign bit (positive) and keep the top byte non-zero so the
+    // DER encoding is always exactly 16 bytes.
+    bytes[0] = (bytes[0] & 0x7f) | 0x01;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+/// The subject common name of a parsed certificate, if it has one.
+pub fn common_name_of(x509: &X509Certificate<'_>) -> Option<String> {
+    x509.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string)
+}

@@ -1,1 +1,338 @@
-//! Work in progress.
+//! Key types, key generation, and reading and writing private keys.
+//!
+//! `pki` writes every private key as PKCS#8 PEM (`BEGIN PRIVATE KEY`), because
+//! the Java DPS sample needs it, optionally encrypted with PBES2
+//! (PBKDF2-HMAC-SHA256, AES-256-CBC), which `openssl pkey` reads. It reads the
+//! formats certGen.sh and openssl leave behind: PKCS#1 (`RSA PRIVATE KEY`),
+//! SEC1 (`EC PRIVATE KEY`), PKCS#8, encrypted PKCS#8, and the legacy
+//! `Proc-Type: 4,ENCRYPTED` PEM that OpenSSL 1.x `genrsa -aes256` writes.
+
+use std::fmt;
+
+use aes::cipher::{BlockDecryptMut, KeyIvInit, block_padding::Pkcs7};
+use md5::{Digest, Md5};
+use pkcs8::der::Decode;
+use rcgen::KeyPair;
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer};
+
+use crate::error::{Error, Result};
+
+/// PBKDF2 iterations for encrypted keys: OpenSSL's default for `-v2`, and
+/// cheap enough (≈0.25 ms) for bulk runs. See shared/reference/crates.md.
+const PBKDF2_ITERATIONS: u32 = 2048;
+
+/// The key algorithms `pki` generates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum KeyType {
+    /// ECDSA on NIST P-256, SHA-256 signatures (the default: fast and small).
+    #[value(name = "ec-p256")]
+    EcP256,
+    /// ECDSA on NIST P-384, SHA-384 signatures.
+    #[value(name = "ec-p384")]
+    EcP384,
+    /// RSA 2048-bit, SHA-256 signatures.
+    #[value(name = "rsa-2048")]
+    Rsa2048,
+    /// RSA 3072-bit, SHA-256 signatures.
+    #[value(name = "rsa-3072")]
+    Rsa3072,
+    /// RSA 4096-bit, SHA-256 signatures (certGen.sh's only choice).
+    #[value(name = "rsa-4096")]
+    Rsa4096,
+}
+
+impl KeyType {
+    /// Every key type, in the order help and tests list them.
+    pub const ALL: [KeyType; 5] = [
+        KeyType::EcP256,
+        KeyType::EcP384,
+        KeyType::Rsa2048,
+        KeyType::Rsa3072,
+        KeyType::Rsa4096,
+    ];
+
+    /// The name used on the command line and in manifest.json.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyType::EcP256 => "ec-p256",
+            KeyType::EcP384 => "ec-p384",
+            KeyType::Rsa2048 => "rsa-2048",
+            KeyType::Rsa3072 => "rsa-3072",
+            KeyType::Rsa4096 => "rsa-4096",
+        }
+    }
+
+    /// Whether this is an RSA key (RSA device certificates also get keyEncipherment).
+    pub fn is_rsa(self) -> bool {
+        matches!(self, KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096)
+    }
+
+    /// Generates a fresh key pair.
+    pub fn generate(self) -> Result<KeyPair> {
+        let key = match self {
+            KeyType::EcP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+            KeyType::EcP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+            KeyType::Rsa2048 => {
+                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+            }
+            KeyType::Rsa3072 => {
+                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_3072)
+            }
+            KeyType::Rsa4096 => {
+                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_4096)
+            }
+        };
+        key.map_err(|e| Error::Crypto(format!("cannot generate a {} key: {e}", self.name())))
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Encodes DER as PEM with LF line endings (the `pem` crate defaults to CRLF).
+pub fn pem_lf(tag: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new(tag, der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+/// The PKCS#8 PEM text of a key we generated, encrypted when a password is given.
+///
+/// Only for keys from [`KeyType::generate`], whose serialized form is PKCS#8.
+pub fn private_key_pem(key: &KeyPair, password: Option<&str>) -> Result<String> {
+    let der = key.serialized_der();
+    let Some(password) = password else {
+        return Ok(pem_lf("PRIVATE KEY", der));
+    };
+    let mut salt = [0u8; 16];
+    let mut iv = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut salt)
+        .and_then(|()| aws_lc_rs::rand::fill(&mut iv))
+        .map_err(|_| Error::Crypto("the system random number generator failed".into()))?;
+    let params =
+        pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(PBKDF2_ITERATIONS, &salt, &iv)
+            .map_err(|e| Error::Crypto(format!("cannot set up key encryption: {e}")))?;
+    let info = pkcs8::PrivateKeyInfo::from_der(der)
+        .map_err(|e| Error::Crypto(format!("internal key encoding is not PKCS#8: {e}")))?;
+    let doc = info
+        .encrypt_with_params(params, password)
+        .map_err(|e| Error::Crypto(format!("cannot encrypt the private key: {e}")))?;
+    Ok(pem_lf("ENCRYPTED PRIVATE KEY", doc.as_bytes()))
+}
+
+/// Reads a private key in any format certGen.sh, openssl or `pki` writes.
+///
+/// `what` names the file in error messages; `password_hint` names the option
+/// or variable that supplies the password (for the "how to fix" part).
+pub fn load_private_key(
+    data: &[u8],
+    password: Option<&str>,
+    what: &str,
+    password_hint: &str,
+) -> Result<KeyPair> {
+    let blocks = pem::parse_many(data).unwrap_or_default();
+    if blocks.is_empty() {
+        // Not PEM: try DER (PKCS#8, then PKCS#1 and SEC1).
+        return KeyPair::try_from(data).map_err(|_| {
+            Error::input(format!(
+                "{what} is not a private key (expected PEM `BEGIN PRIVATE KEY`, `BEGIN RSA PRIVATE KEY`, `BEGIN EC PRIVATE KEY`, or DER)"
+            ))
+        });
+    }
+    let block = blocks
+        .iter()
+        .find(|b| b.tag().ends_with("PRIVATE KEY"))
+        .ok_or_else(|| {
+            Error::input(format!(
+                "{what} holds no private key (found {}); pass the key file, not the certificate",
+                blocks
+                    .iter()
+                    .map(|b| format!("`{}`", b.tag()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+    let need_password = || {
+        Error::input(format!(
+            "{what} is encrypted: give its password with {password_hint}"
+        ))
+    };
+    let wrong_password = || {
+        Error::input(format!(
+            "cannot decrypt {what}: wrong password (set the right one with {password_hint})"
+        ))
+    };
+    let bad =
+        |e: &dyn fmt::Display| Error::input(format!("{what} is not a valid private key: {e}"));
+
+    let der: PrivateKeyDer<'static> = match block.tag() {
+        "ENCRYPTED PRIVATE KEY" => {
+            let password = password.ok_or_else(need_password)?;
+            let info =
+                pkcs8::EncryptedPrivateKeyInfo::from_der(block.contents()).map_err(|e| bad(&e))?;
+            let doc = info.decrypt(password).map_err(|_| wrong_password())?;
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(doc.as_bytes().to_vec()))
+        }
+        tag @ ("RSA PRIVATE KEY" | "EC PRIVATE KEY" | "PRIVATE KEY") => {
+            let contents = match block.headers().get("DEK-Info") {
+                Some(dek) => {
+                    let password = password.ok_or_else(need_password)?;
+                    decrypt_legacy_pem(block.contents(), dek, password, what)
+                        .ok_or_else(wrong_password)??
+                }
+                None => block.contents().to_vec(),
+            };
+            match tag {
+                "RSA PRIVATE KEY" => PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(contents)),
+                "EC PRIVATE KEY" => PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(contents)),
+                _ => PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(contents)),
+            }
+        }
+        other => {
+            return Err(Error::input(format!(
+                "{what} holds a `{other}` key, which pki cannot use; convert it with `openssl pkcs8 -topk8`"
+            )));
+        }
+    };
+    KeyPair::try_from(&der).map_err(|_| {
+        if block.headers().get("DEK-Info").is_some() {
+            wrong_password()
+        } else {
+            Error::input(format!(
+                "{what} is not a supported private key (pki uses RSA and ECDSA P-256/P-384 keys)"
+            ))
+        }
+    })
+}
+
+/// Decrypts OpenSSL's legacy PEM encryption (`DEK-Info: AES-256-CBC,<iv>`),
+/// whose key is EVP_BytesToKey(MD5, password, iv[..8], 1 round).
+///
+/// Returns `None` when the padding is wrong (almost always a wrong password).
+fn decrypt_legacy_pem(
+    data: &[u8],
+    dek_info: &str,
+    password: &str,
+    what: &str,
+) -> Option<Result<Vec<u8>>> {
+    let (cipher, iv_hex) = dek_info.split_once(',')?;
+    let key_len = match cipher.trim() {
+        "AES-128-CBC" => 16,
+        "AES-192-CBC" => 24,
+        "AES-256-CBC" => 32,
+        other => {
+            return Some(Err(Error::input(format!(
+                "{what} is encrypted with {other}, which pki does not read; re-encrypt it with `openssl pkcs8 -topk8 -v2 aes-256-cbc`"
+            ))));
+        }
+    };
+    let iv = decode_hex(iv_hex.trim())?;
+    if iv.len() != 16 {
+        return Some(Err(Error::input(format!(
+            "{what} has a malformed DEK-Info header"
+        ))));
+    }
+    let mut key = Vec::with_capacity(48);
+    let mut prev: Vec<u8> = Vec::new();
+    while key.len() < key_len {
+        let mut h = Md5::new();
+        h.update(&prev);
+        h.update(password.as_bytes());
+        h.update(&iv[..8]);
+        prev = h.finalize().to_vec();
+        key.extend_from_slice(&prev);
+    }
+    key.truncate(key_len);
+    let mut buf = data.to_vec();
+    let out = match key_len {
+        16 => cbc::Decryptor::<aes::Aes128>::new_from_slices(&key, &iv)
+            .ok()?
+            .decrypt_padded_mut::<Pkcs7>(&mut buf)
+            .ok()?
+            .to_vec(),
+        24 => cbc::Decryptor::<aes::Aes192>::new_from_slices(&key, &iv)
+            .ok()?
+            .decrypt_padded_mut::<Pkcs7>(&mut buf)
+            .ok()?
+            .to_vec(),
+        _ => cbc::Decryptor::<aes::Aes256>::new_from_slices(&key, &iv)
+            .ok()?
+            .decrypt_padded_mut::<Pkcs7>(&mut buf)
+            .ok()?
+            .to_vec(),
+    };
+    Some(Ok(out))
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A short human description of a key pair's algorithm, e.g. `ec-p256`.
+pub fn describe(key: &KeyPair) -> &'static str {
+    let alg = key.algorithm();
+    if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
+        "ec-p256"
+    } else if alg == &rcgen::PKCS_ECDSA_P384_SHA384 {
+        "ec-p384"
+    } else if alg == &rcgen::PKCS_ED25519 {
+        "ed25519"
+    } else {
+        "rsa"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::PublicKeyData;
+
+    #[test]
+    fn generated_keys_round_trip_plain_and_encrypted() {
+        for kt in [KeyType::EcP256, KeyType::EcP384, KeyType::Rsa2048] {
+            let key = kt.generate().unwrap();
+            let plain = private_key_pem(&key, None).unwrap();
+            assert!(plain.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+            let back = load_private_key(plain.as_bytes(), None, "k", "--pw").unwrap();
+            assert_eq!(
+                back.subject_public_key_info(),
+                key.subject_public_key_info()
+            );
+
+            let enc = private_key_pem(&key, Some("s3cret")).unwrap();
+            assert!(enc.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----\n"));
+            let back = load_private_key(enc.as_bytes(), Some("s3cret"), "k", "--pw").unwrap();
+            assert_eq!(
+                back.subject_public_key_info(),
+                key.subject_public_key_info()
+            );
+            let err = load_private_key(enc.as_bytes(), Some("nope"), "k", "--pw").unwrap_err();
+            assert!(err.to_string().contains("wrong password"), "{err}");
+            let err = load_private_key(enc.as_bytes(), None, "k", "--pw").unwrap_err();
+            assert!(err.to_string().contains("is encrypted"), "{err}");
+        }
+    }
+
+    #[test]
+    fn certificate_is_not_a_key() {
+        let err = load_private_key(
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            None,
+            "x.pem",
+            "--pw",
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("holds no private key"));
+    }
+}

@@ -30,8 +30,10 @@ pub use output::Output;
 /// manages DPS enrollment groups and runs a local DPS emulator.
 #[derive(Debug, Parser)]
 #[command(name = "pki", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Exit codes: 0 success, 1 operation failed, 2 usage or bad input.\n\n\
-Start with:  pki chain new --devices 3\nThen see:    pki inspect --chain certs/device-0001-full-chain.cert.pem")]
+#[command(
+    after_help = "Exit codes: 0 success, 1 operation failed, 2 usage or bad input.\n\n\
+Start with:  pki chain new --devices 3\nThen see:    pki inspect --chain certs/device-0001-full-chain.cert.pem"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
