@@ -18,6 +18,11 @@ use super::{State, arm, device, service};
 /// RSA-4096 certificates each is well under this).
 pub const BODY_LIMIT: usize = 256 * 1024;
 
+/// Bodies over [`BODY_LIMIT`] but under this are read and thrown away
+/// before the 413, so the client sees the answer instead of a reset
+/// connection while it is still sending.
+const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
+
 /// api-versions of the service and device APIs (contract §2.2).
 pub const API_VERSIONS: &[&str] = &[
     "2018-09-01-preview",
@@ -105,21 +110,12 @@ async fn parse_and_dispatch(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
-        && len > BODY_LIMIT
+        && len > DRAIN_LIMIT
     {
+        // Far too big to be worth reading: answer now and let hyper close the connection.
         return Err(ApiError::too_large(BODY_LIMIT));
     }
-    let body = axum::body::to_bytes(Body::new(body), BODY_LIMIT)
-        .await
-        .map_err(|e| {
-            // axum reports the limit only through the error text (the
-            // `LengthLimitError` type lives in a crate we do not depend on).
-            if e.to_string().contains("length limit") {
-                ApiError::too_large(BODY_LIMIT)
-            } else {
-                ApiError::bad_request(format!("cannot read the request body: {e}"))
-            }
-        })?;
+    let body = read_body(body).await?;
     let path = parts.uri.path();
     let mut segments = Vec::new();
     for raw in path.trim_matches('/').split('/').filter(|s| !s.is_empty()) {
@@ -179,6 +175,38 @@ async fn parse_and_dispatch(
             ),
         )),
     }
+}
+
+/// Reads a request body up to [`BODY_LIMIT`] (draining up to [`DRAIN_LIMIT`]).
+async fn read_body(mut body: hyper::body::Incoming) -> ApiResult<axum::body::Bytes> {
+    use hyper::body::Body as _;
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    loop {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
+        match frame {
+            None => break,
+            Some(Err(e)) => {
+                return Err(ApiError::bad_request(format!(
+                    "cannot read the request body: {e}"
+                )));
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    total = total.saturating_add(data.len());
+                    if total <= BODY_LIMIT {
+                        buf.extend_from_slice(&data);
+                    } else if total > DRAIN_LIMIT {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if total > BODY_LIMIT {
+        return Err(ApiError::too_large(BODY_LIMIT));
+    }
+    Ok(buf.into())
 }
 
 fn check_api_version(req: &Req, accepted: &[&str]) -> ApiResult<()> {
