@@ -39,24 +39,49 @@ pub fn now_unix() -> u64 {
 
 /// Checks the service API's `Authorization` (SAS of `provisioningserviceowner`).
 pub fn authorize_service(state: &State, req: &Req) -> ApiResult<()> {
-    crate::dps::sas::verify_service(
+    let result = crate::dps::sas::verify_service(
         req.header("authorization"),
         POLICY,
         &[state.sas_key.as_str()],
         req.host(),
         now_unix(),
-    )
-    .map(|_| ())
-    .map_err(|e| {
-        let hint = match e {
-            SasError::Missing | SasError::NotSas => {
-                "; send `Authorization: SharedAccessSignature sr=…&sig=…&se=…&skn=provisioningserviceowner` made from the emulator's connection string"
-            }
-            SasError::BadSignature => "; sign with the SharedAccessKey of the emulator's connection string",
-            _ => "",
-        };
-        ApiError::unauthorized(format!("{e}{hint}"))
-    })
+    );
+    let e = match result {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    // `WrongResource` comes only after the signature verified. Clients may
+    // sign `host:port` and send a Host header without the port (or the
+    // other way round, behind a port rewrite, §9): compare host names alone.
+    if let SasError::WrongResource(_) = e
+        && let Some(Ok(token)) = req.header("authorization").map(Token::parse)
+        && bare_host(&token.resource()).eq_ignore_ascii_case(bare_host(req.host()))
+    {
+        return Ok(());
+    }
+    let hint = match e {
+        SasError::Missing | SasError::NotSas => {
+            "; send `Authorization: SharedAccessSignature sr=…&sig=…&se=…&skn=provisioningserviceowner` made from the emulator's connection string"
+        }
+        SasError::BadSignature => {
+            "; sign with the SharedAccessKey of the emulator's connection string"
+        }
+        _ => "",
+    };
+    Err(ApiError::unauthorized(format!("{e}{hint}")))
+}
+
+/// A host without its port (`localhost:8443` → `localhost`, `[::1]:443` → `[::1]`).
+fn bare_host(h: &str) -> &str {
+    match h.rsplit_once(':') {
+        Some((host, port))
+            if port.chars().all(|c| c.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']')) =>
+        {
+            host
+        }
+        _ => h,
+    }
 }
 
 /// The enrollment a device matched.
