@@ -974,3 +974,136 @@ async fn acknowledged_writes_survive_kill_9() {
     let (s, v) = register(&emu, &identity, "durable-device-2").await;
     assert_eq!(s, StatusCode::OK, "{v}");
 }
+
+#[tokio::test]
+async fn tls12_client_certificates_and_reprovisioning() {
+    let dir = tmp();
+    let emu = Emulator::start(dir.path(), &["--in-memory"]);
+    let c = emu.client(None);
+    let chain = TestChain::new("Tls12");
+    let group = json!({"enrollmentGroupId":"re","allocationPolicy":"static","iotHubs":["first.azure-devices.net"],
+        "attestation":{"type":"x509","x509":{"signingCertificates":{"primary":{"certificate": chain.root.cert.pem}}}}});
+    let (s, _, body) = call(
+        &emu,
+        &c,
+        Method::PUT,
+        "/enrollmentGroups/re",
+        &[],
+        Some(group.to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+
+    // A TLS 1.2 device (the Python MQTT client pins 1.2): the handshake signature is checked the 1.2 way.
+    let (identity, _) = chain.device("moving-device");
+    let ca = std::fs::read(emu.info["caFile"].as_str().unwrap()).unwrap();
+    let tls12 = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
+        .resolve("localhost", emu.addr)
+        .tls_version_max(reqwest::tls::Version::TLS_1_2)
+        .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let (s, v) = register_with(&emu, &tls12, "moving-device", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["registrationState"]["assignedHub"],
+        "first.azure-devices.net"
+    );
+    let created = v["registrationState"]["createdDateTimeUtc"].clone();
+
+    // Move the group to another hub: re-registering migrates the device (reprovisionPolicy defaults).
+    let (_, _, body) = call(&emu, &c, Method::GET, "/enrollmentGroups/re", &[], None).await;
+    let mut g = j(&body);
+    g["iotHubs"] = json!(["second.azure-devices.net"]);
+    let etag = g["etag"].as_str().unwrap().to_string();
+    let (s, _, body) = call(
+        &emu,
+        &c,
+        Method::PUT,
+        "/enrollmentGroups/re",
+        &[("if-match", &etag)],
+        Some(g.to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, v) = register(&emu, &identity, "moving-device").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["registrationState"]["assignedHub"],
+        "second.azure-devices.net"
+    );
+    assert_eq!(v["registrationState"]["substatus"], "deviceDataMigrated");
+    assert_eq!(v["registrationState"]["createdDateTimeUtc"], created);
+
+    // With updateHubAssignment false the device stays where it is.
+    let (_, _, body) = call(&emu, &c, Method::GET, "/enrollmentGroups/re", &[], None).await;
+    let mut g = j(&body);
+    g["iotHubs"] = json!(["third.azure-devices.net"]);
+    g["reprovisionPolicy"] = json!({"updateHubAssignment": false, "migrateDeviceData": false});
+    let (s, _, _) = call(
+        &emu,
+        &c,
+        Method::PUT,
+        "/enrollmentGroups/re",
+        &[("if-match", "*")],
+        Some(g.to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v) = register(&emu, &identity, "moving-device").await;
+    assert_eq!(
+        v["registrationState"]["assignedHub"], "second.azure-devices.net",
+        "{v}"
+    );
+
+    // An operation cannot be read with another device's certificate.
+    let (other, _) = chain.device("other-device");
+    let scope = emu.id_scope();
+    let r = emu
+        .client(Some(&identity))
+        .put(emu.url(&format!(
+            "/{scope}/registrations/moving-device/register?{DEVICE_API}"
+        )))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let op = j(&r.text().await.unwrap())["operationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = emu
+        .client(Some(&other))
+        .get(emu.url(&format!(
+            "/{scope}/registrations/moving-device/operations/{op}?{DEVICE_API}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let dir = tmp();
+    let mut emu = Emulator::start(dir.path(), &["--in-memory"]);
+    let pid = emu.child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(s) = emu.child.try_wait().unwrap() {
+            assert!(s.success(), "exit status after SIGTERM: {s}");
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
