@@ -9,23 +9,56 @@ use crate::cli::Output;
 use crate::error::{Error, Result};
 use crate::literal::{self, Input, Template};
 
+const JAVA_HELP: &str = r#"Prints FILE byte for byte as the DPS docs' one-liner does for a file with LF
+line endings:  sed 's/^/"/;$ !s/$/\\n" +/;$ s/$/"/' FILE
+Each line becomes "line\n" +, the last one "line"; the string holds the
+lines joined with \n, without a final newline.
+
+Unlike sed, a file with CRLF (Windows) line endings gives the same output as
+its LF form (sed would put a \r inside every line of the literal), and
+trailing blank lines are ignored. Bundles of several PEM blocks work. A
+private key works too (the Java sample needs the device key), with a warning
+on stderr that the output is a secret. \ and " in the input (never in PEM
+itself, but possible in text around it) are escaped.
+Same as: pki to-string --lang java
+
+Examples:
+  pki to-java-string certs/device-0001-full-chain.cert.pem
+  pki to-java-string --name leafPublicPem certs/device-0001.cert.pem
+  openssl x509 -in cert.der -inform der | pki to-java-string -"#;
+
+const TO_STRING_HELP: &str = r#"Every literal evaluates to FILE's lines joined with \n, without a final
+newline, as the DPS samples' sed one-liners make; the java and c forms are
+byte-identical to those for LF files. CRLF input gives the same output as LF
+input, trailing blank lines are ignored, and \, " and control characters are
+escaped the way each language needs. A private key prints a warning on stderr.
+Each language is a small text template embedded in pki (format:
+templates/README.md in the source); --template FILE uses your own.
+
+Languages (--lang)                                   and what --name VAR declares
+  java        "line\n" + per line (DPS docs' sed)    private static final String VAR = ...;
+  c           "line""\n" literals (DPS C sample)     static const char VAR[] = ...;
+  csharp      "line\n" + per line                    const string VAR = ...;
+  python      adjacent literals in ( )               VAR = (...)
+  javascript  "line\n" + per line                    const VAR = ...;
+  go          "line\n" + per line                    const VAR = ...
+  rust        concat!(...)                           pub const VAR: &str = concat!(...);
+  json        one JSON string on one line            {"VAR": "..."}
+  env         one line, newlines as \n               VAR="..." (for a .env file)
+
+Examples:
+  pki to-string --lang c certs/device-0001-full-chain.cert.pem
+  pki to-string --lang python --name DEVICE_KEY private/device-0001.key.pem
+  pki to-string --lang env --name DPS_DEVICE_CERT certs/device-0001-full-chain.cert.pem >> .env
+  pki to-string --template my-lang.tmpl certs/device-0001.cert.pem"#;
+
 /// Arguments of `pki to-java-string`.
 ///
-/// Prints FILE as a Java string literal, byte for byte what the DPS docs'
-/// one-liner `sed 's/^/"/;$ !s/$/\\n" +/;$ s/$/"/' FILE` prints for a file
-/// with LF line endings: each line becomes `"line\n" +`, the last `"line"`.
-///
-/// Unlike sed, a file with CRLF (Windows) line endings gives the same output
-/// as its LF form (sed would put a `\r` inside every line of the literal),
-/// and trailing blank lines are ignored. Bundles of several PEM blocks work.
-/// A private key works too (the Java sample needs the device key), with a
-/// warning on stderr that the output is a secret. `\` and `"` in the input
-/// (never in PEM itself) are escaped. Same as `pki to-string --lang java`.
+/// The subcommand's one-line summary comes from its doc comment in
+/// `cli/mod.rs`, which replaces this struct's; so the long explanation lives
+/// in `after_help` ([`JAVA_HELP`]).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  \
-pki to-java-string certs/device-0001-full-chain.cert.pem\n  \
-pki to-java-string --name leafPublicPem certs/device-0001.cert.pem\n  \
-openssl x509 -in cert.der -inform der | pki to-java-string -")]
+#[command(after_help = JAVA_HELP)]
 pub struct ToJavaStringArgs {
     /// Declare a constant: `private static final String VAR = ...;`.
     #[arg(long, value_name = "VAR")]
@@ -35,33 +68,9 @@ pub struct ToJavaStringArgs {
     file: PathBuf,
 }
 
-/// Arguments of `pki to-string`.
-///
-/// Prints FILE as a string literal in a programming language (or a one-line
-/// form for environment variables). Every literal evaluates to the file's
-/// lines joined with `\n`, without a final newline, as the DPS samples'
-/// sed one-liners make. CRLF input gives the same output as LF input,
-/// trailing blank lines are ignored, and `\`, `"` and control characters are
-/// escaped the way the language needs. A private key prints a warning.
-///
-/// Each language is a small text template embedded in pki (see
-/// templates/README.md in the source); `--template FILE` uses your own.
+/// Arguments of `pki to-string` (long explanation in [`TO_STRING_HELP`]).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Languages (--lang):\n  \
-java        \"line\\n\" + per line (the DPS docs' sed form); --name: private static final String\n  \
-c           \"line\"\"\\n\" adjacent literals (the DPS C sample's sed form); --name: static const char VAR[]\n  \
-csharp      \"line\\n\" + per line; --name: const string\n  \
-python      adjacent literals in ( ); --name: VAR = (...)\n  \
-javascript  \"line\\n\" + per line; --name: const\n  \
-go          \"line\\n\" + per line; --name: const\n  \
-rust        concat!(...); --name: pub const VAR: &str\n  \
-json        one JSON string; --name: {\"VAR\": \"...\"}\n  \
-env         one line with \\n escapes; --name: VAR=\"...\" for a .env file\n\n\
-Examples:\n  \
-pki to-string --lang c certs/device-0001-full-chain.cert.pem\n  \
-pki to-string --lang python --name DEVICE_KEY private/device-0001.key.pem\n  \
-pki to-string --lang env --name DPS_DEVICE_CERT certs/device-0001-full-chain.cert.pem >> .env\n  \
-pki to-string --template my-lang.tmpl certs/device-0001.cert.pem")]
+#[command(after_help = TO_STRING_HELP)]
 pub struct ToStringArgs {
     /// The language: java, c, csharp, python, javascript, go, rust, json or env.
     #[arg(long, value_name = "LANG", required_unless_present = "template")]
@@ -69,8 +78,8 @@ pub struct ToStringArgs {
     /// Use your own template file instead of a built-in language.
     #[arg(long, value_name = "FILE", conflicts_with = "lang")]
     template: Option<PathBuf>,
-    /// Declare a variable named VAR (what that looks like depends on the
-    /// language; see the list below). json and env use it as the key.
+    /// Declare a variable named VAR (the form depends on the language; see
+    /// the list below). json and env use it as the key.
     #[arg(long, value_name = "VAR")]
     name: Option<String>,
     /// The PEM file (certificate, chain or key), or `-` for standard input.
