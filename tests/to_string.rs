@@ -217,13 +217,14 @@ fn run(cmd: &mut Command) -> Vec<u8> {
 }
 
 /// A PEM file whose first lines hold what PEM never has but text around a
-/// block can: quotes, backslashes, a tab, a control character, a C trigraph,
+/// block can: quotes, backslashes, a tab, control characters (a lone CR is
+/// the one Java's `\u000d` would break on), a C trigraph,
 /// a `{{placeholder}}` and non-ASCII text.
 fn nasty(f: &Fixtures) -> PathBuf {
     let p = f.dir.path().join("nasty.pem");
     let mut text = String::from(
         "subject=CN = \"quoted\", O = back\\slash \\n not-a-newline\n\
-         tab\there, ctrl\u{1}char, trigraph ??/ ??= and {{name}} héllo ünïcode\n",
+         tab\there, ctrl\u{1}char, lone\rCR, trigraph ??/ ??= and {{name}} héllo ünïcode\n",
     );
     text.push_str(&fs::read_to_string(&f.cert).unwrap());
     fs::write(&p, text).unwrap();
