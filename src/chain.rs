@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
-use crate::fsio::{Mode, ensure_dir, write_atomic};
+use crate::fsio::{Flush, Mode, ensure_dir, sync_dir, write_atomic, write_atomic_with};
 use crate::issue::{Ca, issue};
 use crate::keys::{KeyType, load_private_key, private_key_pem};
 use crate::layout::Layout;
@@ -336,6 +336,9 @@ fn issue_devices(
     if let Some(e) = first_error.into_inner().ok().flatten() {
         return Err(e);
     }
+    // One flush for the whole batch (see fsio): the run reports success only
+    // once every device file is on disk.
+    sync_dir(&layout.certs_dir())?;
     if capped.load(Ordering::Relaxed) {
         notes.push(format!(
             "device validity was cut to the issuer's expiry ({}): a certificate cannot outlive its CA",
@@ -366,18 +369,19 @@ fn issue_device(
         layout.device_key(id),
         layout.device_pfx(id),
     );
-    write_atomic(
+    write_atomic_with(
         &k,
         private_key_pem(&key, plan.key_password.as_deref())?.as_bytes(),
         Mode::Secret,
+        Flush::Later,
     )?;
-    write_atomic(&c, cert.pem.as_bytes(), Mode::Public)?;
+    write_atomic_with(&c, cert.pem.as_bytes(), Mode::Public, Flush::Later)?;
     let mut file_list = vec![("cert", c.as_path()), ("key", k.as_path())];
     if issuer.is_some() {
         let mut full = String::with_capacity(cert.pem.len() + chain_pem.len());
         full.push_str(&cert.pem);
         full.push_str(chain_pem);
-        write_atomic(&f, full.as_bytes(), Mode::Public)?;
+        write_atomic_with(&f, full.as_bytes(), Mode::Public, Flush::Later)?;
         file_list.push(("fullChain", f.as_path()));
     }
     if let Some(opts) = &plan.pfx {
@@ -386,7 +390,7 @@ fn issue_device(
             ders.extend_from_slice(chain_der);
         }
         let pfx = pfx::build(id, key.serialized_der(), &ders, opts)?;
-        write_atomic(&p, &pfx, Mode::Secret)?;
+        write_atomic_with(&p, &pfx, Mode::Secret, Flush::Later)?;
         file_list.push(("pfx", p.as_path()));
     }
     Ok((
