@@ -130,10 +130,12 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
     let mut summary = Summary::default();
     let password = plan.key_password.as_deref();
 
-    // Root, then each intermediate signed by the one above.
+    // Root, then each intermediate signed by the one above. Path lengths
+    // count the CAs below: an edge CA under the lowest intermediate is one more.
+    let below = |n: usize| (n + usize::from(plan.edge_ca.is_some())).min(255) as u8;
     let root = Ca::create(
         &Profile::RootCa {
-            path_len: plan.intermediates.min(255) as u8,
+            path_len: below(plan.intermediates),
         },
         &plan.root_cn,
         plan.ca_days,
@@ -165,7 +167,7 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
         let parent = cas.last().ok_or_else(|| Error::failed("no parent CA"))?;
         let ca = Ca::create(
             &Profile::IntermediateCa {
-                path_len: (plan.intermediates - n).min(255) as u8,
+                path_len: below(plan.intermediates - n),
             },
             &cn,
             plan.ca_days,
