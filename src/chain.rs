@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
 use crate::fsio::{Mode, ensure_dir, write_atomic};
-use crate::issue::{Ca, issue};
+use crate::issue::{Ca, check_days, issue};
 use crate::keys::{KeyType, load_private_key, private_key_pem};
 use crate::layout::Layout;
 use crate::manifest::{Entry, Manifest};
@@ -121,6 +121,8 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
         )));
     }
     check_devices_absent(&layout, &plan.devices)?;
+    check_days(plan.ca_days)?;
+    check_days(plan.devices.days)?;
     if let Some(edge) = &plan.edge_ca {
         crate::regid::check_registration_id(edge)?;
     }
@@ -503,6 +505,7 @@ pub fn new_devices(
     tick: &(dyn Fn() + Sync),
 ) -> Result<Summary> {
     check_devices_absent(layout, plan)?;
+    check_days(plan.days)?;
     ensure_dir(&layout.certs_dir(), Mode::Public)?;
     ensure_dir(&layout.private_dir(), Mode::Secret)?;
     let mut summary = Summary::default();
@@ -536,6 +539,7 @@ pub fn new_devices(
 /// for individual enrollments.
 pub fn new_self_signed(layout: &Layout, plan: &DevicePlan) -> Result<Summary> {
     check_devices_absent(layout, plan)?;
+    check_days(plan.days)?;
     ensure_dir(&layout.certs_dir(), Mode::Public)?;
     ensure_dir(&layout.private_dir(), Mode::Secret)?;
     let mut summary = Summary::default();
