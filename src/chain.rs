@@ -125,7 +125,17 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
     check_days(plan.devices.days)?;
     if let Some(edge) = &plan.edge_ca {
         crate::regid::check_registration_id(edge)?;
+        if edge.chars().count() + ".ca".len() > crate::regid::MAX_CN_ID {
+            return Err(Error::input(format!(
+                "--edge-ca `{edge}` is too long: its CA's CN `{edge}.ca` must fit in {} characters",
+                crate::regid::MAX_CN_ID
+            )));
+        }
     }
+    // An edge CA is one more CA below the lowest intermediate, and it has to
+    // be able to sign (edgeHub's server and workload certificates), so every
+    // CA above it allows one more level.
+    let edge_levels = usize::from(plan.edge_ca.is_some());
     ensure_dir(&layout.certs_dir(), Mode::Public)?;
     ensure_dir(&layout.private_dir(), Mode::Secret)?;
 
@@ -135,7 +145,7 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
     // Root, then each intermediate signed by the one above.
     let root = Ca::create(
         &Profile::RootCa {
-            path_len: plan.intermediates.min(255) as u8,
+            path_len: (plan.intermediates + edge_levels).min(255) as u8,
         },
         &plan.root_cn,
         plan.ca_days,
@@ -167,7 +177,7 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
         let parent = cas.last().ok_or_else(|| Error::failed("no parent CA"))?;
         let ca = Ca::create(
             &Profile::IntermediateCa {
-                path_len: (plan.intermediates - n).min(255) as u8,
+                path_len: (plan.intermediates - n + edge_levels).min(255) as u8,
             },
             &cn,
             plan.ca_days,
@@ -469,6 +479,10 @@ pub fn load_issuer(
             (p.clone(), guess, Vec::new())
         }
     };
+    let above = match choice {
+        IssuerChoice::Path(p) => chain_above(&read_first_cert(p, layout)?, layout),
+        _ => above,
+    };
     if !matches!(choice, IssuerChoice::Path(_)) {
         layout.require_ca()?;
     }
@@ -488,6 +502,43 @@ pub fn load_issuer(
     )?;
     let ca = Ca::from_parts(&cert_der, key, &cert_path.display().to_string())?;
     Ok(LoadedCa { ca, above })
+}
+
+/// The certificates above `cert` among the directory's CAs (intermediates
+/// and root), nearest first, found by issuer name and signature; stops at a
+/// self-signed certificate or when no issuer is found.
+fn chain_above(cert: &[u8], layout: &Layout) -> Vec<Vec<u8>> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let candidates: Vec<Vec<u8>> = (1..=layout.count_intermediates())
+        .map(|n| layout.intermediate_cert(n))
+        .chain(std::iter::once(layout.root_cert()))
+        .filter_map(|p| read_first_cert(&p, layout).ok())
+        .collect();
+    let mut above: Vec<Vec<u8>> = Vec::new();
+    let mut current = cert.to_vec();
+    while above.len() < candidates.len() {
+        let Ok((_, cur)) = X509Certificate::from_der(&current) else {
+            break;
+        };
+        if cur.subject() == cur.issuer() {
+            break;
+        }
+        let parent = candidates.iter().find(|c| {
+            X509Certificate::from_der(c).is_ok_and(|(_, p)| {
+                p.subject() == cur.issuer()
+                    && c.as_slice() != current.as_slice()
+                    && cur.verify_signature(Some(p.public_key())).is_ok()
+            })
+        });
+        match parent {
+            Some(p) if !above.contains(p) => {
+                above.push(p.clone());
+                current = p.clone();
+            }
+            _ => break,
+        }
+    }
+    above
 }
 
 fn read_first_cert(path: &Path, layout: &Layout) -> Result<Vec<u8>> {

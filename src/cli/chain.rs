@@ -74,7 +74,8 @@ pub struct ChainNewArgs {
     #[arg(long)]
     pub certgen: bool,
 
-    /// Also make an IoT Edge device CA (CN `NAME.ca`, CA:TRUE, pathlen 0) under the lowest intermediate.
+    /// Also make an IoT Edge device CA (CN `NAME.ca`, CA:TRUE, pathlen 0) under the lowest intermediate
+    /// (the CAs above it then allow one more level, so it can sign).
     #[arg(long, value_name = "NAME")]
     pub edge_ca: Option<String>,
 
