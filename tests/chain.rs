@@ -223,9 +223,7 @@ fn check_chain_dir(dir: &Path, e: &Expect) {
             assert!(!Path::new(&pfx).exists());
         }
     }
-    for rel in [ROOT_KEY] {
-        assert_eq!(mode(&p(dir, rel)), 0o600);
-    }
+    assert_eq!(mode(&p(dir, ROOT_KEY)), 0o600);
     assert_eq!(mode(&p(dir, "private")), 0o700);
     assert_eq!(mode(&root), 0o644);
     assert_eq!(mode(&chain), 0o644);
