@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::chain::{DeviceArgs, print_summary, progress};
+use super::chain::{DeviceArgs, check_ids, print_summary, progress};
 use crate::chain::{self, IssuerChoice};
 use crate::error::Result;
 use crate::keys::KeyType;
@@ -81,13 +81,11 @@ pub fn run(cmd: DeviceCommand) -> Result<()> {
     let DeviceCommand::New(args) = cmd;
     let out = args.devices.output();
     let mut ids = args.ids.clone();
-    ids.extend(args.devices.ids(&[], &out)?);
-    for id in &args.ids {
-        if let Some(w) = crate::regid::check_registration_id(id)? {
-            out.warn(w);
-        }
+    ids.extend(args.devices.device.iter().cloned());
+    if let Some(n) = args.devices.devices {
+        ids.extend(chain::numbered_ids(&args.devices.prefix, n, 1));
     }
-    chain::check_unique(&ids)?;
+    let warnings = check_ids(&ids)?;
     if ids.is_empty() {
         return Err(crate::Error::input(
             "no devices named: give registration IDs (`pki device new sensor-1`) or --devices N",
@@ -101,7 +99,7 @@ pub fn run(cmd: DeviceCommand) -> Result<()> {
         args.self_signed,
         args.force,
     );
-    let summary = if args.self_signed {
+    let mut summary = if args.self_signed {
         chain::new_self_signed(&layout, &plan)?
     } else {
         let loaded = chain::load_issuer(
@@ -115,5 +113,6 @@ pub fn run(cmd: DeviceCommand) -> Result<()> {
         bar.finish_and_clear();
         s
     };
+    summary.notes.splice(0..0, warnings);
     print_summary(&summary, &layout, &plan, args.devices.json, &out)
 }
