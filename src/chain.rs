@@ -1,1 +1,551 @@
-//! Work in progress.
+//! `pki chain new` and `pki device new`: making a root, intermediates and
+//! devices, and writing them with certGen.sh's file names.
+//!
+//! Everything is checked before anything is written (IDs, existing files),
+//! so bad input never leaves a half-made directory. Devices are issued on
+//! every core; each file is written atomically.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::error::{Error, Result};
+use crate::fsio::{Flush, Mode, ensure_dir, sync_dir, write_atomic, write_atomic_with};
+use crate::issue::{Ca, issue};
+use crate::keys::{KeyType, load_private_key, private_key_pem};
+use crate::layout::Layout;
+use crate::manifest::{Entry, Manifest};
+use crate::pfx::{self, PfxOptions};
+use crate::profile::Profile;
+
+/// certGen.sh's (sdk-c) root CN.
+pub const CERTGEN_ROOT_CN: &str = "Azure IoT Hub CA Cert Test Only";
+/// certGen.sh's (sdk-c) intermediate CN.
+pub const CERTGEN_INTERMEDIATE_CN: &str = "Azure IoT Hub Intermediate Cert Test Only";
+
+/// What `pki chain new` makes.
+#[derive(Clone, Debug)]
+pub struct ChainPlan {
+    /// Directory holding `certs/` and `private/`.
+    pub out: PathBuf,
+    /// Number of intermediate CAs (0 = devices signed by the root).
+    pub intermediates: usize,
+    /// Key type of the CAs.
+    pub ca_key: KeyType,
+    /// Validity of the CAs in days.
+    pub ca_days: u32,
+    /// Root CN.
+    pub root_cn: String,
+    /// Intermediate CN (numbered from the second intermediate on).
+    pub intermediate_cn: String,
+    /// Encrypts CA keys (and device keys) with this password.
+    pub key_password: Option<String>,
+    /// Replace an existing CA.
+    pub force: bool,
+    /// The devices to issue under the lowest intermediate.
+    pub devices: DevicePlan,
+    /// An IoT Edge device CA to issue under the lowest intermediate.
+    pub edge_ca: Option<String>,
+}
+
+/// What `pki device new` (and the device part of `chain new`) makes.
+#[derive(Clone, Debug)]
+pub struct DevicePlan {
+    /// Registration IDs (already checked with [`crate::regid`]).
+    pub ids: Vec<String>,
+    /// Key type of the device keys.
+    pub key: KeyType,
+    /// Validity in days (capped at the issuer's).
+    pub days: u32,
+    /// Encrypt device keys with this password.
+    pub key_password: Option<String>,
+    /// Write `<id>.cert.pfx` with these settings.
+    pub pfx: Option<PfxOptions>,
+    /// Self-signed device certificates (individual enrollments), no issuer.
+    pub self_signed: bool,
+    /// Replace existing device files.
+    pub force: bool,
+}
+
+/// What was written, for the summary.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Manifest entries of everything issued in this run.
+    pub issued: Vec<Entry>,
+    /// Notes for the user (e.g. validity capped at the issuer's).
+    pub notes: Vec<String>,
+}
+
+/// Makes the device IDs `prefix0001` … for `--devices N`.
+pub fn numbered_ids(prefix: &str, count: usize, start: usize) -> Vec<String> {
+    let width = 4.max((start + count).to_string().len());
+    (start..start + count)
+        .map(|n| format!("{prefix}{n:0width$}"))
+        .collect()
+}
+
+/// Refuses duplicate IDs in one run.
+pub fn check_unique(ids: &[String]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for id in ids {
+        if !seen.insert(id.to_ascii_lowercase()) {
+            return Err(Error::input(format!(
+                "device `{id}` is listed twice (DPS compares IDs case-insensitively); list each device once"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn files(pairs: &[(&str, &Path)], layout: &Layout) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, p)| (k.to_string(), layout.relative(p)))
+        .collect()
+}
+
+/// `pki chain new`: root → intermediates → devices (and an edge CA).
+pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> {
+    let layout = Layout::new(&plan.out);
+    let existing: Vec<PathBuf> = [layout.root_cert(), layout.root_key()]
+        .into_iter()
+        .chain((1..=plan.intermediates.max(1)).map(|n| layout.intermediate_key(n)))
+        .filter(|p| p.exists())
+        .collect();
+    if !existing.is_empty() && !plan.force {
+        return Err(Error::input(format!(
+            "{} already holds a CA ({}); pass --force to replace it (devices issued by the old CA stop chaining to it), or add devices with `pki device new`",
+            plan.out.display(),
+            layout.relative(&existing[0])
+        )));
+    }
+    check_devices_absent(&layout, &plan.devices)?;
+    if let Some(edge) = &plan.edge_ca {
+        crate::regid::check_registration_id(edge)?;
+    }
+    ensure_dir(&layout.certs_dir(), Mode::Public)?;
+    ensure_dir(&layout.private_dir(), Mode::Secret)?;
+
+    let mut summary = Summary::default();
+    let password = plan.key_password.as_deref();
+
+    // Root, then each intermediate signed by the one above.
+    let root = Ca::create(
+        &Profile::RootCa {
+            path_len: plan.intermediates.min(255) as u8,
+        },
+        &plan.root_cn,
+        plan.ca_days,
+        plan.ca_key.generate()?,
+        None,
+    )?;
+    write_atomic(
+        &layout.root_key(),
+        private_key_pem(root.key(), password)?.as_bytes(),
+        Mode::Secret,
+    )?;
+    write_atomic(&layout.root_cert(), root.cert.pem.as_bytes(), Mode::Public)?;
+    summary.issued.push(Entry::new(
+        "root-ca",
+        &root.cert.der,
+        files(
+            &[("cert", &layout.root_cert()), ("key", &layout.root_key())],
+            &layout,
+        ),
+    )?);
+
+    let mut cas = vec![root];
+    for n in 1..=plan.intermediates {
+        let cn = if n == 1 {
+            plan.intermediate_cn.clone()
+        } else {
+            format!("{} {n}", plan.intermediate_cn)
+        };
+        let parent = cas.last().ok_or_else(|| Error::failed("no parent CA"))?;
+        let ca = Ca::create(
+            &Profile::IntermediateCa {
+                path_len: (plan.intermediates - n).min(255) as u8,
+            },
+            &cn,
+            plan.ca_days,
+            plan.ca_key.generate()?,
+            Some(parent),
+        )?;
+        let (cert_path, key_path) = (layout.intermediate_cert(n), layout.intermediate_key(n));
+        write_atomic(
+            &key_path,
+            private_key_pem(ca.key(), password)?.as_bytes(),
+            Mode::Secret,
+        )?;
+        write_atomic(&cert_path, ca.cert.pem.as_bytes(), Mode::Public)?;
+        summary.issued.push(Entry::new(
+            "intermediate-ca",
+            &ca.cert.der,
+            files(&[("cert", &cert_path), ("key", &key_path)], &layout),
+        )?);
+        cas.push(ca);
+    }
+    // Remove intermediates a previous, longer chain left behind (only reached with --force).
+    for n in plan.intermediates + 1.. {
+        let (c, k) = (layout.intermediate_cert(n), layout.intermediate_key(n));
+        if !c.exists() && !k.exists() {
+            break;
+        }
+        let _ = std::fs::remove_file(c);
+        let _ = std::fs::remove_file(k);
+    }
+
+    // The CA chain file: intermediates, lowest first, then the root.
+    let chain_pem: String = cas.iter().rev().map(|c| c.cert.pem.as_str()).collect();
+    write_atomic(&layout.chain_cert(), chain_pem.as_bytes(), Mode::Public)?;
+
+    let issuer_chain: Vec<&Ca> = cas.iter().rev().collect();
+    if let Some(name) = &plan.edge_ca {
+        summary
+            .issued
+            .push(issue_edge_ca(&layout, name, plan, &issuer_chain)?);
+    }
+    let chain_pem: String = issuer_chain.iter().map(|c| c.cert.pem.as_str()).collect();
+    let chain_der: Vec<&[u8]> = issuer_chain.iter().map(|c| c.cert.der.as_slice()).collect();
+    let devices = issue_devices(
+        &layout,
+        &plan.devices,
+        Some(issuer_chain[0]),
+        &chain_pem,
+        &chain_der,
+        tick,
+        &mut summary.notes,
+    )?;
+    summary.issued.extend(devices);
+
+    // A fresh CA: start a fresh manifest (old entries belong to the old CA).
+    let manifest = Manifest {
+        version: 1,
+        certificates: summary.issued.clone(),
+    };
+    manifest.save(&layout)?;
+    Ok(summary)
+}
+
+fn issue_edge_ca(layout: &Layout, name: &str, plan: &ChainPlan, issuers: &[&Ca]) -> Result<Entry> {
+    let id = format!("iot-edge-device-ca-{name}");
+    let key = plan.ca_key.generate()?;
+    let issuer = issuers[0];
+    let cert = issue(
+        &Profile::EdgeCa,
+        &format!("{name}.ca"),
+        plan.devices.days,
+        &key,
+        Some(issuer),
+    )?;
+    let full: String = std::iter::once(cert.pem.as_str())
+        .chain(issuers.iter().map(|c| c.cert.pem.as_str()))
+        .collect();
+    let (c, f, k) = (
+        layout.device_cert(&id),
+        layout.device_full_chain(&id),
+        layout.device_key(&id),
+    );
+    write_atomic(
+        &k,
+        private_key_pem(&key, plan.key_password.as_deref())?.as_bytes(),
+        Mode::Secret,
+    )?;
+    write_atomic(&c, cert.pem.as_bytes(), Mode::Public)?;
+    write_atomic(&f, full.as_bytes(), Mode::Public)?;
+    Entry::new(
+        "edge-ca",
+        &cert.der,
+        files(&[("cert", &c), ("fullChain", &f), ("key", &k)], layout),
+    )
+}
+
+fn check_devices_absent(layout: &Layout, plan: &DevicePlan) -> Result<()> {
+    check_unique(&plan.ids)?;
+    if plan.force {
+        return Ok(());
+    }
+    for id in &plan.ids {
+        for p in [layout.device_cert(id), layout.device_key(id)] {
+            if p.exists() {
+                return Err(Error::input(format!(
+                    "device `{id}` already exists ({}); pass --force to re-issue it, or choose another ID",
+                    layout.relative(&p)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Issues `plan.ids` under `issuer`, whose chain up to the root (issuer
+/// first) is `chain_pem` / `chain_der`, on every core. Returns manifest
+/// entries in ID order.
+fn issue_devices(
+    layout: &Layout,
+    plan: &DevicePlan,
+    issuer: Option<&Ca>,
+    chain_pem: &str,
+    chain_der: &[&[u8]],
+    tick: &(dyn Fn() + Sync),
+    notes: &mut Vec<String>,
+) -> Result<Vec<Entry>> {
+    if plan.ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = plan.ids.len();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .min(n);
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let capped = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Entry>>> = Mutex::new(vec![None; n]);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    match issue_device(layout, &plan.ids[i], plan, issuer, chain_pem, chain_der) {
+                        Ok((entry, was_capped)) => {
+                            if was_capped {
+                                capped.store(true, Ordering::Relaxed);
+                            }
+                            if let Ok(mut r) = results.lock() {
+                                r[i] = Some(entry);
+                            }
+                            tick();
+                        }
+                        Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
+                            if let Ok(mut slot) = first_error.lock() {
+                                slot.get_or_insert(e);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    // One flush for the whole batch (see fsio): the run reports success only
+    // once every device file is on disk.
+    sync_dir(&layout.certs_dir())?;
+    if capped.load(Ordering::Relaxed) {
+        notes.push(format!(
+            "device validity was cut to the issuer's expiry ({}): a certificate cannot outlive its CA",
+            issuer.map(|c| c.cert.not_after.date().to_string()).unwrap_or_default()
+        ));
+    }
+    Ok(results
+        .into_inner()
+        .map_err(|_| Error::failed("a device worker panicked"))?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+fn issue_device(
+    layout: &Layout,
+    id: &str,
+    plan: &DevicePlan,
+    issuer: Option<&Ca>,
+    chain_pem: &str,
+    chain_der: &[&[u8]],
+) -> Result<(Entry, bool)> {
+    let key = plan.key.generate()?;
+    let cert = issue(&Profile::Device, id, plan.days, &key, issuer)?;
+    let (c, f, k, p) = (
+        layout.device_cert(id),
+        layout.device_full_chain(id),
+        layout.device_key(id),
+        layout.device_pfx(id),
+    );
+    write_atomic_with(
+        &k,
+        private_key_pem(&key, plan.key_password.as_deref())?.as_bytes(),
+        Mode::Secret,
+        Flush::Later,
+    )?;
+    write_atomic_with(&c, cert.pem.as_bytes(), Mode::Public, Flush::Later)?;
+    let mut file_list = vec![("cert", c.as_path()), ("key", k.as_path())];
+    if issuer.is_some() {
+        let mut full = String::with_capacity(cert.pem.len() + chain_pem.len());
+        full.push_str(&cert.pem);
+        full.push_str(chain_pem);
+        write_atomic_with(&f, full.as_bytes(), Mode::Public, Flush::Later)?;
+        file_list.push(("fullChain", f.as_path()));
+    }
+    if let Some(opts) = &plan.pfx {
+        let mut ders: Vec<&[u8]> = vec![&cert.der];
+        if issuer.is_some() {
+            ders.extend_from_slice(chain_der);
+        }
+        let pfx = pfx::build(id, key.serialized_der(), &ders, opts)?;
+        write_atomic_with(&p, &pfx, Mode::Secret, Flush::Later)?;
+        file_list.push(("pfx", p.as_path()));
+    }
+    Ok((
+        Entry::new("device", &cert.der, files(&file_list, layout))?,
+        cert.capped,
+    ))
+}
+
+/// Which CA of an existing directory signs new devices.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IssuerChoice {
+    /// The lowest intermediate (or the root when there is none).
+    Intermediate,
+    /// The root CA.
+    Root,
+    /// A CA certificate file; its key is found next to it in `private/`, or given.
+    Path(PathBuf),
+}
+
+/// An existing CA loaded from disk, with its chain up to the root.
+pub struct LoadedCa {
+    /// The signing CA.
+    pub ca: Ca,
+    /// DER certificates above the signer, nearest first, ending at the root.
+    pub above: Vec<Vec<u8>>,
+}
+
+/// Loads the signing CA of a pki or certGen.sh directory.
+///
+/// `key_path` overrides where the key is read from; `password` decrypts it.
+pub fn load_issuer(
+    layout: &Layout,
+    choice: &IssuerChoice,
+    key_path: Option<&Path>,
+    password: Option<&str>,
+) -> Result<LoadedCa> {
+    let intermediates = layout.count_intermediates();
+    let root_pem = || -> Result<Vec<u8>> {
+        layout.require_ca()?;
+        Ok(crate::inspect::read_certificates(
+            &crate::fsio::read_input(&layout.root_cert())?,
+            &layout.relative(&layout.root_cert()),
+        )?
+        .remove(0))
+    };
+    let (cert_path, default_key, above): (PathBuf, PathBuf, Vec<Vec<u8>>) = match choice {
+        IssuerChoice::Root => (layout.root_cert(), layout.root_key(), Vec::new()),
+        IssuerChoice::Intermediate if intermediates == 0 => {
+            (layout.root_cert(), layout.root_key(), Vec::new())
+        }
+        IssuerChoice::Intermediate => {
+            let mut above = Vec::new();
+            for n in (1..intermediates).rev() {
+                above.push(read_first_cert(&layout.intermediate_cert(n), layout)?);
+            }
+            above.push(root_pem()?);
+            (
+                layout.intermediate_cert(intermediates),
+                layout.intermediate_key(intermediates),
+                above,
+            )
+        }
+        IssuerChoice::Path(p) => {
+            // A key next to the certificate: certs/x.cert.pem → private/x.key.pem.
+            let stem = p
+                .file_name()
+                .map(|f| {
+                    f.to_string_lossy()
+                        .replace(".cert.pem", "")
+                        .replace(".pem", "")
+                })
+                .unwrap_or_default();
+            let guess = p
+                .parent()
+                .and_then(Path::parent)
+                .map(|d| d.join("private").join(format!("{stem}.key.pem")))
+                .unwrap_or_default();
+            (p.clone(), guess, Vec::new())
+        }
+    };
+    if !matches!(choice, IssuerChoice::Path(_)) {
+        layout.require_ca()?;
+    }
+    let cert_der = read_first_cert(&cert_path, layout)?;
+    let key_path = key_path.map(Path::to_path_buf).unwrap_or(default_key);
+    if !key_path.exists() {
+        return Err(Error::input(format!(
+            "the CA key {} is missing; pass it with --ca-key",
+            key_path.display()
+        )));
+    }
+    let key = load_private_key(
+        &crate::fsio::read_input(&key_path)?,
+        password,
+        &key_path.display().to_string(),
+        "--ca-key-password or PKI_CA_KEY_PASSWORD (certGen.sh uses 1234)",
+    )?;
+    let ca = Ca::from_parts(&cert_der, key, &cert_path.display().to_string())?;
+    Ok(LoadedCa { ca, above })
+}
+
+fn read_first_cert(path: &Path, layout: &Layout) -> Result<Vec<u8>> {
+    Ok(
+        crate::inspect::read_certificates(&crate::fsio::read_input(path)?, &layout.relative(path))?
+            .remove(0),
+    )
+}
+
+/// `pki device new`: devices under an existing CA.
+pub fn new_devices(
+    layout: &Layout,
+    loaded: &LoadedCa,
+    plan: &DevicePlan,
+    tick: &(dyn Fn() + Sync),
+) -> Result<Summary> {
+    check_devices_absent(layout, plan)?;
+    ensure_dir(&layout.certs_dir(), Mode::Public)?;
+    ensure_dir(&layout.private_dir(), Mode::Secret)?;
+    let mut summary = Summary::default();
+    let chain_pem: String = std::iter::once(loaded.ca.cert.pem.clone())
+        .chain(
+            loaded
+                .above
+                .iter()
+                .map(|d| crate::keys::pem_lf("CERTIFICATE", d)),
+        )
+        .collect();
+    let chain_der: Vec<&[u8]> = std::iter::once(loaded.ca.cert.der.as_slice())
+        .chain(loaded.above.iter().map(Vec::as_slice))
+        .collect();
+    summary.issued = issue_devices(
+        layout,
+        plan,
+        Some(&loaded.ca),
+        &chain_pem,
+        &chain_der,
+        tick,
+        &mut summary.notes,
+    )?;
+    let mut manifest = Manifest::load(layout)?;
+    manifest.upsert(summary.issued.clone());
+    manifest.save(layout)?;
+    Ok(summary)
+}
+
+/// `pki device new --self-signed`: devices with self-signed certificates,
+/// for individual enrollments.
+pub fn new_self_signed(layout: &Layout, plan: &DevicePlan) -> Result<Summary> {
+    check_devices_absent(layout, plan)?;
+    ensure_dir(&layout.certs_dir(), Mode::Public)?;
+    ensure_dir(&layout.private_dir(), Mode::Secret)?;
+    let mut summary = Summary::default();
+    summary.issued = issue_devices(layout, plan, None, "", &[], &|| {}, &mut summary.notes)?;
+    let mut manifest = Manifest::load(layout)?;
+    manifest.upsert(summary.issued.clone());
+    manifest.save(layout)?;
+    Ok(summary)
+}

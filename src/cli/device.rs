@@ -1,16 +1,119 @@
-//! `pki device`.
-//!
-//! Work in progress: see the issue tracker.
+//! `pki device new`: devices under an existing CA directory.
 
-use crate::error::{Error, Result};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::chain::{DeviceArgs, print_summary, progress};
+use crate::chain::{self, IssuerChoice};
+use crate::error::Result;
+use crate::keys::KeyType;
+use crate::layout::Layout;
 
 /// Subcommands of `pki device`.
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Subcommand)]
 pub enum DeviceCommand {
-    /// Not built yet.
-    Todo,
+    /// Issue devices under an existing CA (pki, certGen.sh or openssl made).
+    #[command(after_help = "Examples:
+  Two more devices under the lowest intermediate of ./certs:
+    pki device new sensor-17 sensor-18
+  Under a certGen.sh directory (encrypted CA keys, password 1234), signed by its intermediate:
+    pki device new --ca-dir ~/certGen --ca-key-password 1234 new-device-01
+  A self-signed device for an individual enrollment:
+    pki device new --self-signed lonely-device")]
+    New(DeviceNewArgs),
 }
 
-pub fn run(_cmd: DeviceCommand) -> Result<()> {
-    Err(Error::failed("pki device is not built yet"))
+/// Arguments of `pki device new`.
+#[derive(Debug, Args)]
+pub struct DeviceNewArgs {
+    /// Registration IDs of the devices to issue.
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+
+    /// The CA directory (holding certs/ and private/).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub ca_dir: PathBuf,
+
+    /// Which CA signs: `intermediate` (the lowest one), `root`, or a CA certificate file.
+    #[arg(long, value_name = "intermediate|root|PATH", default_value = "intermediate", value_parser = parse_issuer)]
+    pub issuer: IssuerChoice,
+
+    /// The issuing CA's key file, if not in private/ next to it.
+    #[arg(long, value_name = "FILE")]
+    pub ca_key: Option<PathBuf>,
+
+    /// Password of the CA key (certGen.sh uses 1234).
+    #[arg(
+        long,
+        env = "PKI_CA_KEY_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub ca_key_password: Option<String>,
+
+    /// Key type of the devices.
+    #[arg(long, value_name = "TYPE", default_value = "ec-p256")]
+    pub key: KeyType,
+
+    /// Self-signed device certificates (for individual enrollments); no CA needed.
+    #[arg(long)]
+    pub self_signed: bool,
+
+    /// Re-issue devices whose files exist.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub devices: DeviceArgs,
+}
+
+/// Parses `--issuer`.
+pub fn parse_issuer(s: &str) -> std::result::Result<IssuerChoice, String> {
+    Ok(match s {
+        "intermediate" => IssuerChoice::Intermediate,
+        "root" => IssuerChoice::Root,
+        path => IssuerChoice::Path(PathBuf::from(path)),
+    })
+}
+
+pub fn run(cmd: DeviceCommand) -> Result<()> {
+    let DeviceCommand::New(args) = cmd;
+    let out = args.devices.output();
+    let mut ids = args.ids.clone();
+    ids.extend(args.devices.ids(&[], &out)?);
+    for id in &args.ids {
+        if let Some(w) = crate::regid::check_registration_id(id)? {
+            out.warn(w);
+        }
+    }
+    chain::check_unique(&ids)?;
+    if ids.is_empty() {
+        return Err(crate::Error::input(
+            "no devices named: give registration IDs (`pki device new sensor-1`) or --devices N",
+        ));
+    }
+    let layout = Layout::new(&args.ca_dir);
+    let plan = args.devices.plan(
+        ids,
+        args.devices.device_key.unwrap_or(args.key),
+        args.devices.days.unwrap_or(365),
+        args.self_signed,
+        args.force,
+    );
+    let summary = if args.self_signed {
+        chain::new_self_signed(&layout, &plan)?
+    } else {
+        let loaded = chain::load_issuer(
+            &layout,
+            &args.issuer,
+            args.ca_key.as_deref(),
+            args.ca_key_password.as_deref(),
+        )?;
+        let bar = progress(plan.ids.len(), &out);
+        let s = chain::new_devices(&layout, &loaded, &plan, &|| bar.inc(1))?;
+        bar.finish_and_clear();
+        s
+    };
+    print_summary(&summary, &layout, &plan, args.devices.json, &out)
 }
