@@ -74,9 +74,16 @@ fn throttled_then_success_honours_retry_after() {
     );
     let put = &seen[2];
     assert_eq!(put.method, "PUT");
-    assert!(put.target.starts_with("/enrollmentGroups/grp-1?api-version=2021-10-01"));
+    assert!(
+        put.target
+            .starts_with("/enrollmentGroups/grp-1?api-version=2021-10-01")
+    );
     assert_eq!(put.header("if-match"), None, "a create sends no If-Match");
-    assert!(put.header("content-type").unwrap().starts_with("application/json"));
+    assert!(
+        put.header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
     let body = put.json();
     assert!(
         body.pointer("/attestation/x509/signingCertificates/primary/certificate")
@@ -194,7 +201,10 @@ fn unreachable_host_is_an_operation_failure() {
     );
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains(&format!("cannot reach 127.0.0.1:{port} after 2 attempt(s)")), "{err}");
+    assert!(
+        err.contains(&format!("cannot reach 127.0.0.1:{port} after 2 attempt(s)")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -309,14 +319,21 @@ fn bad_input_is_refused_before_any_request() {
     assert!(stderr(&out).contains("private key"), "{}", stderr(&out));
 
     let key_only = chain.device_key("dev-1");
-    let out = pki(&["enroll", "grp", "--cert", key_only.to_str().unwrap()], &env);
+    let out = pki(
+        &["enroll", "grp", "--cert", key_only.to_str().unwrap()],
+        &env,
+    );
     assert_eq!(out.status.code(), Some(2));
 
     let empty = tmp.path().join("empty.pem");
     std::fs::write(&empty, "nothing here\n").unwrap();
     let out = pki(&["enroll", "grp", "--cert", empty.to_str().unwrap()], &env);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("holds no certificate"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds no certificate"),
+        "{}",
+        stderr(&out)
+    );
 
     // An expired certificate (made directly with rcgen: pki never makes one).
     let expired = tmp.path().join("expired.pem");
@@ -326,7 +343,10 @@ fn bad_input_is_refused_before_any_request() {
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let k = rcgen::KeyPair::generate().unwrap();
     std::fs::write(&expired, params.self_signed(&k).unwrap().pem()).unwrap();
-    let out = pki(&["enroll", "grp", "--cert", expired.to_str().unwrap()], &env);
+    let out = pki(
+        &["enroll", "grp", "--cert", expired.to_str().unwrap()],
+        &env,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--allow-expired"), "{}", stderr(&out));
 

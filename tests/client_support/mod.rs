@@ -224,7 +224,10 @@ impl Fake {
     }
 }
 
-async fn read_request<S: tokio::io::AsyncRead + Unpin>(s: &mut S, peer_certs: usize) -> Option<Seen> {
+async fn read_request<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    peer_certs: usize,
+) -> Option<Seen> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -309,7 +312,8 @@ impl Chain {
         self.dir.join("certs/azure-iot-test-only.root.ca.cert.pem")
     }
     pub fn intermediate_cert(&self) -> PathBuf {
-        self.dir.join("certs/azure-iot-test-only.intermediate.cert.pem")
+        self.dir
+            .join("certs/azure-iot-test-only.intermediate.cert.pem")
     }
     pub fn device_chain(&self, id: &str) -> PathBuf {
         self.dir.join(format!("certs/{id}-full-chain.cert.pem"))
