@@ -12,18 +12,10 @@ use super::enroll::{NetArgs, block_on, warn};
 use crate::dps::arm::{self, ArmClient, ArmTarget};
 use crate::dps::enrollment::{CertInput, load_cert};
 use crate::error::{Error, Result};
-use crate::issue::{Ca, issue};
+use crate::issue::Ca;
 use crate::keys::KeyType;
-use crate::profile::Profile;
-
-/// certGen.sh / `pki chain new` file names inside a CA directory.
-const ROOT_CERT: &str = "certs/azure-iot-test-only.root.ca.cert.pem";
-const ROOT_KEY: &str = "private/azure-iot-test-only.root.ca.key.pem";
-const INTERMEDIATE_CERT: &str = "certs/azure-iot-test-only.intermediate.cert.pem";
-const INTERMEDIATE_KEY: &str = "private/azure-iot-test-only.intermediate.key.pem";
-
-/// Validity of the throw-away verification certificate, in days.
-const VERIFICATION_DAYS: u32 = 30;
+use crate::layout::Layout;
+use crate::verify_code;
 
 /// Subcommands of `pki ca`.
 #[derive(Debug, clap::Subcommand)]
@@ -336,18 +328,31 @@ fn issuer_candidates(
     issuer: Option<&str>,
     issuer_key: Option<PathBuf>,
 ) -> Result<Vec<Candidate>> {
-    let c = |label: &str, cert: &str, key: &str| Candidate {
-        label: label.into(),
-        cert: dir.join(cert),
-        key: dir.join(key),
+    let layout = Layout::new(dir);
+    let intermediates = layout.count_intermediates();
+    let root = Candidate {
+        label: "root".into(),
+        cert: layout.root_cert(),
+        key: layout.root_key(),
+    };
+    // Lowest (closest to the devices) first: that is what groups usually name.
+    let inter = |n: usize| Candidate {
+        label: if n == 1 {
+            "intermediate".into()
+        } else {
+            format!("intermediate {n}")
+        },
+        cert: layout.intermediate_cert(n),
+        key: layout.intermediate_key(n),
     };
     let list = match issuer {
-        None => vec![
-            c("intermediate", INTERMEDIATE_CERT, INTERMEDIATE_KEY),
-            c("root", ROOT_CERT, ROOT_KEY),
-        ],
-        Some("root") => vec![c("root", ROOT_CERT, ROOT_KEY)],
-        Some("intermediate") => vec![c("intermediate", INTERMEDIATE_CERT, INTERMEDIATE_KEY)],
+        None => (1..=intermediates)
+            .rev()
+            .map(inter)
+            .chain(std::iter::once(root))
+            .collect(),
+        Some("root") => vec![root],
+        Some("intermediate") => vec![inter(intermediates.max(1))],
         Some(path) => vec![Candidate {
             label: path.into(),
             cert: PathBuf::from(path),
@@ -359,8 +364,10 @@ fn issuer_candidates(
     let list: Vec<Candidate> = list.into_iter().filter(|c| c.cert.exists()).collect();
     if list.is_empty() {
         return Err(Error::input(format!(
-            "no CA certificate found under {} (expected {INTERMEDIATE_CERT} or {ROOT_CERT}); pass the chain directory made by `pki chain new`, or --issuer PATH --issuer-key KEY",
-            dir.display()
+            "no such CA certificate under {} (expected {} or {}); pass the chain directory made by `pki chain new`, or --issuer PATH --issuer-key KEY",
+            dir.display(),
+            layout.relative(&layout.intermediate_cert(1)),
+            layout.relative(&layout.root_cert()),
         )));
     }
     Ok(list)
@@ -423,19 +430,12 @@ async fn prove(
     let etag = etag_of(&current)
         .ok_or_else(|| Error::Service(format!("certificate `{name}` came back without an etag")))?;
     let (code, etag) = client.generate_code(name, &etag).await?;
-    let vkey = KeyType::EcP256.generate()?;
-    let vcert = issue(
-        &Profile::Verification,
-        &code,
-        VERIFICATION_DAYS,
-        &vkey,
-        Some(&ca),
-    )?;
+    let vcert = verify_code::make(&code, &ca, KeyType::EcP256, verify_code::DEFAULT_DAYS)?;
     eprintln!(
         "verification code {code}: signed with the {} CA's key",
         cand.label
     );
-    let v = client.verify(name, &etag, &vcert.pem).await?;
+    let v = client.verify(name, &etag, &vcert.cert.pem).await?;
     if v.pointer("/properties/isVerified") != Some(&Value::Bool(true)) {
         return Err(Error::Service(format!(
             "DPS accepted the verification certificate but `{name}` is still not verified"
