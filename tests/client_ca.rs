@@ -67,10 +67,10 @@ fn fake_arm() -> Fake {
                 None => arm_error(404, "NotFound", "no such certificate"),
             },
             ("PUT", [name]) => {
-                if let Some(e) = st.certs.get(*name) {
-                    if if_match.as_deref() != Some(e.etag.as_str()) {
-                        return arm_error(412, "PreconditionFailed", "etag mismatch");
-                    }
+                if let Some(e) = st.certs.get(*name)
+                    && if_match.as_deref() != Some(e.etag.as_str())
+                {
+                    return arm_error(412, "PreconditionFailed", "etag mismatch");
                 }
                 let b = req.json();
                 let e = Entry {
