@@ -410,10 +410,11 @@ pub fn build_disallow(reg_id: &str, device: &CertInput, existing: Option<&Value>
 pub fn summary(v: &Value) -> String {
     let s = |p: &str| v.pointer(p).and_then(Value::as_str);
     let mut out = String::new();
-    let id = s("/enrollmentGroupId")
-        .or_else(|| s("/registrationId"))
-        .unwrap_or("?");
-    out.push_str(&format!("group:        {id}\n"));
+    match (s("/enrollmentGroupId"), s("/registrationId")) {
+        (Some(g), _) => out.push_str(&format!("group:        {g}\n")),
+        (None, Some(r)) => out.push_str(&format!("device:       {r}\n")),
+        (None, None) => {}
+    }
     out.push_str(&format!(
         "status:       {}\n",
         s("/provisioningStatus").unwrap_or("enabled")
