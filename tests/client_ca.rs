@@ -13,8 +13,7 @@ use serde_json::json;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 const TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.test-bearer-token";
-const BASE: &str =
-    "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Devices/provisioningServices/dps-1/certificates";
+const BASE: &str = "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Devices/provisioningServices/dps-1/certificates";
 
 #[derive(Default)]
 struct Store {
@@ -161,18 +160,27 @@ fn verify_proves_possession_of_the_intermediate_in_one_command() {
     // Not uploaded yet: verify uploads the intermediate, then proves it.
     let out = ca(&fake, &["verify", "line-7", "--ca-dir", dir]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("verified:    yes"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("PoP Intermediate"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("verified:    yes"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("PoP Intermediate"),
+        "{}",
+        stdout(&out)
+    );
     let seen = fake.seen();
     let generate = seen
         .iter()
         .find(|s| s.path().ends_with("/generateVerificationCode"))
         .unwrap();
-    assert_eq!(generate.header("if-match"), Some("etag-2"), "etag from the upload");
-    let ver = seen
-        .iter()
-        .find(|s| s.path().ends_with("/verify"))
-        .unwrap();
+    assert_eq!(
+        generate.header("if-match"),
+        Some("etag-2"),
+        "etag from the upload"
+    );
+    let ver = seen.iter().find(|s| s.path().ends_with("/verify")).unwrap();
     assert_eq!(ver.header("if-match"), Some("etag-3"), "etag from generate");
 
     // Already verified: says so, exits 0.
@@ -183,7 +191,12 @@ fn verify_proves_possession_of_the_intermediate_in_one_command() {
     // The root, uploaded separately, is found by thumbprint.
     let out = ca(
         &fake,
-        &["upload", "root", "--cert", chain.root_cert().to_str().unwrap()],
+        &[
+            "upload",
+            "root",
+            "--cert",
+            chain.root_cert().to_str().unwrap(),
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("verified:    no"));
@@ -192,12 +205,27 @@ fn verify_proves_possession_of_the_intermediate_in_one_command() {
     assert!(stderr(&out).contains("root CA's key"), "{}", stderr(&out));
 
     // Forcing the wrong issuer is refused before any code is generated.
-    let out = ca(&fake, &["verify", "root", "--ca-dir", dir, "--issuer", "intermediate"]);
+    let out = ca(
+        &fake,
+        &[
+            "verify",
+            "root",
+            "--ca-dir",
+            dir,
+            "--issuer",
+            "intermediate",
+        ],
+    );
     assert!(!out.status.success());
 
     let out = ca(&fake, &["list"]);
     assert!(out.status.success());
-    assert_eq!(stdout(&out).matches(" verified ").count(), 2, "{}", stdout(&out));
+    assert_eq!(
+        stdout(&out).matches(" verified ").count(),
+        2,
+        "{}",
+        stdout(&out)
+    );
 
     let out = ca(&fake, &["delete", "root"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -227,13 +255,25 @@ fn upload_verified_and_missing_token() {
     // Re-upload replaces with If-Match.
     let out = ca(
         &fake,
-        &["upload", "inter", "--cert", chain.root_cert().to_str().unwrap()],
+        &[
+            "upload",
+            "inter",
+            "--cert",
+            chain.root_cert().to_str().unwrap(),
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
 
     let out = pki(
         &[
-            "ca", "list", "--subscription", "s", "--resource-group", "r", "--dps-name", "d",
+            "ca",
+            "list",
+            "--subscription",
+            "s",
+            "--resource-group",
+            "r",
+            "--dps-name",
+            "d",
         ],
         &[],
     );
