@@ -1,1 +1,431 @@
-//! A local DPS emulator.
+//! `pki emulator`: a local Azure IoT Hub Device Provisioning Service.
+//!
+//! One HTTPS listener serves the service API (enrollment groups, individual
+//! enrollments, registration states), the device registration API and the
+//! ARM CA-certificate (proof-of-possession) calls, following
+//! `../shared/reference/dps-protocol.md`. The modules:
+//!
+//! - [`router`]: request parsing, api-version and body limits, dispatch;
+//! - [`service`], [`device`], [`arm`]: the three APIs;
+//! - [`attest`]: X.509 chain checks and DPS's enrollment selection rules;
+//! - [`certs`]: certificate fields (PEM, base64 DER, base64 PEM) and `info`;
+//! - [`store`]: the redb database (durable group commit, or in memory);
+//! - [`tls`]: rustls with optional client certificates;
+//! - [`model`], [`errors`]: JSON records and DPS-shaped errors.
+//!
+//! Start-up ([`prepare`]) creates or reuses, under `--data`, a TLS CA and
+//! server certificate, the SAS key of policy `provisioningserviceowner` and
+//! an ID scope; [`serve`] then runs until Ctrl-C or SIGTERM.
+
+pub mod arm;
+pub mod attest;
+pub mod certs;
+pub mod device;
+pub mod errors;
+pub mod model;
+pub mod router;
+pub mod service;
+pub mod store;
+pub mod tls;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fsio::{Mode, ensure_dir, write_atomic};
+use crate::issue::{Ca, issue};
+use crate::keys::{KeyType, private_key_pem};
+use crate::profile::Profile;
+
+/// The one SAS policy of the service API.
+pub const POLICY: &str = "provisioningserviceowner";
+/// The hub devices are assigned to when neither the enrollment nor `--iot-hub` names one.
+pub const DEFAULT_HUB: &str = "emulated-hub.azure-devices.net";
+/// Validity of the emulator's TLS CA and server certificate.
+const TLS_DAYS: u32 = 3650;
+/// How long a TLS handshake may take before the connection is dropped
+/// (a truncated handshake must not hold a task forever).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for in-flight requests on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Most operation results remembered for polling; older ones are forgotten.
+const MAX_OPERATIONS: usize = 200_000;
+
+/// What `pki emulator` was asked to do.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// Extra host names for the server certificate.
+    pub hostnames: Vec<String>,
+    /// Directory for the TLS material, the settings and the database.
+    pub data: PathBuf,
+    /// Keep the database in memory (TLS material still lives in `data`).
+    pub in_memory: bool,
+    /// SAS key of `provisioningserviceowner` (base64); overrides the stored one.
+    pub sas_key: Option<String>,
+    /// ID scope; overrides the stored one.
+    pub id_scope: Option<String>,
+    /// Hubs for enrollments that name none.
+    pub iot_hubs: Vec<String>,
+    /// Require a verified CA certificate (certificate store) in every device chain.
+    pub require_verified_ca: bool,
+}
+
+/// Settings kept in `<data>/emulator.json` (mode 0600: it holds the SAS key).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Settings {
+    id_scope: String,
+    sas_key: String,
+    /// Host names the server certificate covers.
+    hostnames: Vec<String>,
+}
+
+/// Everything a client needs to talk to the emulator; printed at start-up.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Started {
+    /// Service connection string (holds the SAS key).
+    pub connection_string: String,
+    pub id_scope: String,
+    /// The PEM file clients must trust.
+    pub ca_file: PathBuf,
+    /// The address actually bound.
+    pub listen: SocketAddr,
+    /// `HostName` of the connection string (`localhost`, or `localhost:port`).
+    pub service_host: String,
+    /// Base URL of the device registration API.
+    pub device_endpoint: String,
+}
+
+/// A prepared emulator: listener bound, state open.
+pub struct Prepared {
+    pub started: Started,
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<State>,
+}
+
+/// Shared state of a running emulator.
+pub struct State {
+    pub store: store::Store,
+    pub sas_key: String,
+    pub id_scope: String,
+    pub iot_hubs: Vec<String>,
+    pub require_verified_ca: bool,
+    pub operations: Mutex<Operations>,
+}
+
+/// Results of registrations, by operation id, for the status polls.
+#[derive(Default)]
+pub struct Operations {
+    map: HashMap<String, device::Operation>,
+    order: VecDeque<String>,
+}
+
+impl Operations {
+    /// Remembers an operation, forgetting the oldest beyond [`MAX_OPERATIONS`].
+    pub fn insert(&mut self, id: String, op: device::Operation) {
+        if self.order.len() >= MAX_OPERATIONS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.map.remove(&old);
+        }
+        self.order.push_back(id.clone());
+        self.map.insert(id, op);
+    }
+
+    /// Looks an operation up.
+    pub fn get(&self, id: &str) -> Option<device::Operation> {
+        self.map.get(id).cloned()
+    }
+}
+
+/// Creates or loads the TLS material and settings, opens the store and binds the listener.
+pub async fn prepare(opts: &Options) -> Result<Prepared> {
+    // Install aws-lc-rs as the process default too, so nothing else picks another provider.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    ensure_dir(&opts.data, Mode::Secret)?;
+    let mut settings = load_or_create_settings(&opts.data)?;
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    for h in &opts.hostnames {
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(h)) {
+            names.push(h.clone());
+        }
+    }
+    let (chain_pem, key_pem) = tls_material(&opts.data, &mut settings, &names)?;
+    if let Some(k) = &opts.sas_key {
+        if crate::dps::sas::decode_key(k).is_none() {
+            return Err(Error::input("--sas-key is not valid base64"));
+        }
+        settings.sas_key = k.clone();
+    }
+    if let Some(s) = &opts.id_scope {
+        if !valid_id_scope(s) {
+            return Err(Error::input(format!(
+                "--id-scope `{s}` is not an ID scope: expected `0ne` followed by 8 hex digits, e.g. 0ne00023C3C"
+            )));
+        }
+        settings.id_scope = s.clone();
+    }
+    let tls = tls::server_config(&chain_pem, &key_pem)?;
+    let store = if opts.in_memory {
+        store::Store::in_memory()?
+    } else {
+        store::Store::open(&opts.data.join("dps.redb"))?
+    };
+    let listener = tokio::net::TcpListener::bind(&opts.listen)
+        .await
+        .map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                " (ports below 1024, such as 443 for the Node SDKs, need root or CAP_NET_BIND_SERVICE)"
+            } else {
+                ""
+            };
+            Error::failed(format!("cannot listen on {}: {e}{hint}", opts.listen))
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::failed(format!("cannot read the bound address: {e}")))?;
+    let service_host = if addr.port() == 443 {
+        "localhost".to_string()
+    } else {
+        format!("localhost:{}", addr.port())
+    };
+    let ca_file = std::path::absolute(opts.data.join("ca.pem")).unwrap_or(opts.data.join("ca.pem"));
+    let started = Started {
+        connection_string: format!(
+            "HostName={service_host};SharedAccessKeyName={POLICY};SharedAccessKey={}",
+            settings.sas_key
+        ),
+        id_scope: settings.id_scope.clone(),
+        ca_file,
+        listen: addr,
+        device_endpoint: format!("https://{service_host}"),
+        service_host,
+    };
+    let state = Arc::new(State {
+        store,
+        sas_key: settings.sas_key,
+        id_scope: settings.id_scope,
+        iot_hubs: opts.iot_hubs.clone(),
+        require_verified_ca: opts.require_verified_ca,
+        operations: Mutex::new(Operations::default()),
+    });
+    Ok(Prepared {
+        started,
+        listener,
+        tls,
+        state,
+    })
+}
+
+fn valid_id_scope(s: &str) -> bool {
+    s.len() == 11
+        && s[..3].eq_ignore_ascii_case("0ne")
+        && s[3..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+fn load_or_create_settings(data: &Path) -> Result<Settings> {
+    let path = data.join("emulator.json");
+    if let Ok(text) = std::fs::read(&path) {
+        return serde_json::from_slice(&text).map_err(|e| {
+            Error::input(format!(
+                "{} is damaged ({e}); delete it to start a fresh emulator",
+                path.display()
+            ))
+        });
+    }
+    let scope = model::random_bytes::<4>();
+    let settings = Settings {
+        id_scope: format!("0ne{}", model::hex_upper(&scope)),
+        sas_key: base64::engine::general_purpose::STANDARD.encode(model::random_bytes::<32>()),
+        hostnames: Vec::new(),
+    };
+    save_settings(data, &settings)?;
+    Ok(settings)
+}
+
+fn save_settings(data: &Path, settings: &Settings) -> Result<()> {
+    let text = serde_json::to_vec_pretty(settings).map_err(|e| Error::failed(e.to_string()))?;
+    write_atomic(&data.join("emulator.json"), &text, Mode::Secret)
+}
+
+/// Returns (server certificate + CA chain PEM, server key PEM), creating the
+/// CA on first start and re-issuing the server certificate when new host names appear.
+fn tls_material(
+    data: &Path,
+    settings: &mut Settings,
+    names: &[String],
+) -> Result<(String, String)> {
+    let ca_path = data.join("ca.pem");
+    let ca_key_path = data.join("ca.key.pem");
+    let server_path = data.join("server.pem");
+    let server_key_path = data.join("server.key.pem");
+    let covered = names
+        .iter()
+        .all(|n| settings.hostnames.iter().any(|h| h.eq_ignore_ascii_case(n)));
+    if covered
+        && let (Ok(chain), Ok(key)) = (
+            std::fs::read_to_string(&server_path),
+            std::fs::read_to_string(&server_key_path),
+        )
+    {
+        return Ok((chain, key));
+    }
+    let ca = match (std::fs::read(&ca_path), std::fs::read(&ca_key_path)) {
+        (Ok(cert_pem), Ok(key_pem)) => {
+            let der = pem::parse(&cert_pem)
+                .map_err(|e| Error::input(format!("{} is not PEM: {e}", ca_path.display())))?
+                .into_contents();
+            let key = crate::keys::load_private_key(&key_pem, None, "the emulator CA key", "")?;
+            Ca::from_parts(&der, key, "the emulator CA")?
+        }
+        _ => {
+            let key = KeyType::EcP256.generate()?;
+            let ca = Ca::create(
+                &Profile::RootCa { path_len: 0 },
+                "pki emulator TLS CA",
+                TLS_DAYS,
+                key,
+                None,
+            )?;
+            write_atomic(
+                &ca_key_path,
+                private_key_pem(ca.key(), None)?.as_bytes(),
+                Mode::Secret,
+            )?;
+            write_atomic(&ca_path, ca.cert.pem.as_bytes(), Mode::Public)?;
+            ca
+        }
+    };
+    let mut all: Vec<String> = settings.hostnames.clone();
+    for n in names {
+        if !all.iter().any(|h| h.eq_ignore_ascii_case(n)) {
+            all.push(n.clone());
+        }
+    }
+    let key = KeyType::EcP256.generate()?;
+    let cert = issue(
+        &Profile::TlsServer { names: all.clone() },
+        "localhost",
+        TLS_DAYS,
+        &key,
+        Some(&ca),
+    )?;
+    let chain = format!("{}{}", cert.pem, ca.cert.pem);
+    let key_pem = private_key_pem(&key, None)?;
+    write_atomic(&server_key_path, key_pem.as_bytes(), Mode::Secret)?;
+    write_atomic(&server_path, chain.as_bytes(), Mode::Public)?;
+    settings.hostnames = all;
+    save_settings(data, settings)?;
+    Ok((chain, key_pem))
+}
+
+/// Serves until Ctrl-C or SIGTERM, then lets in-flight requests finish.
+pub async fn serve(prepared: Prepared) -> Result<()> {
+    let Prepared {
+        listener,
+        tls,
+        state,
+        ..
+    } = prepared;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let active = Arc::new(AtomicUsize::new(0));
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                // Out of file descriptors and the like: back off instead of spinning.
+                Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        let mut stop = stop_rx.clone();
+        let active = active.clone();
+        active.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            serve_connection(acceptor, tcp, state, &mut stop).await;
+            active.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+    let _ = stop_tx.send(true);
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while active.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn serve_connection(
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    state: Arc<State>,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    // A failed or truncated handshake just drops the connection.
+    let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else {
+        return;
+    };
+    let chain: Vec<Vec<u8>> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|d| d.to_vec()).collect())
+        .unwrap_or_default();
+    let peer = router::PeerChain(Arc::new(chain));
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        let peer = peer.clone();
+        async move { Ok::<_, std::convert::Infallible>(router::handle(state, peer, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .keep_alive(true)
+        .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,241 @@
+//! From an HTTP request to a handler: path parsing, api-version, body limit.
+//!
+//! Paths are split and percent-decoded by hand rather than with an axum
+//! `Router`, because DPS routing is case-insensitive in the collection
+//! segment (Node calls `/enrollmentgroups/…/attestationmechanism`) while ids
+//! must be percent-decoded and kept as sent (contract §2.1).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use percent_encoding::percent_decode_str;
+
+use super::errors::{ApiError, ApiResult, JSON_CONTENT_TYPE};
+use super::{State, arm, device, service};
+
+/// Largest request body accepted (a bulk request of 10 groups with two
+/// RSA-4096 certificates each is well under this).
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+/// api-versions of the service and device APIs (contract §2.2).
+pub const API_VERSIONS: &[&str] = &[
+    "2018-09-01-preview",
+    "2018-11-01",
+    "2019-03-31",
+    "2021-06-01",
+    "2021-10-01",
+    "2021-11-01-preview",
+    "2025-07-01-preview",
+];
+
+/// The certificate chain a TLS client presented (DER, leaf first); empty if none.
+#[derive(Clone, Debug, Default)]
+pub struct PeerChain(pub Arc<Vec<Vec<u8>>>);
+
+/// A parsed request, as handlers see it.
+pub struct Req {
+    pub method: Method,
+    /// Percent-decoded path segments.
+    pub segments: Vec<String>,
+    /// Query parameters, decoded.
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub body: axum::body::Bytes,
+    pub peer: PeerChain,
+}
+
+impl Req {
+    /// A header as text, if present and valid.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A query parameter (first occurrence).
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The host the client addressed (Host header), default `localhost`.
+    pub fn host(&self) -> &str {
+        self.header("host").unwrap_or("localhost")
+    }
+
+    /// `If-Match`, if sent.
+    pub fn if_match(&self) -> Option<&str> {
+        self.header("if-match")
+    }
+
+    /// The body as JSON of type `T`; `what` names the expected type in messages.
+    pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> ApiResult<T> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request(format!(
+                "the request body is empty; expected a JSON {what}"
+            )));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not a valid {what}: {e}"))
+        })
+    }
+}
+
+/// Answers one request. Never panics on client input: every failure is an [`ApiError`].
+pub async fn handle(
+    state: Arc<State>,
+    peer: PeerChain,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    match parse_and_dispatch(state, peer, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn parse_and_dispatch(
+    state: Arc<State>,
+    peer: PeerChain,
+    req: Request<hyper::body::Incoming>,
+) -> ApiResult<Response<Body>> {
+    let (parts, body) = req.into_parts();
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > BODY_LIMIT
+    {
+        return Err(ApiError::too_large(BODY_LIMIT));
+    }
+    let body = axum::body::to_bytes(Body::new(body), BODY_LIMIT)
+        .await
+        .map_err(|e| {
+            // axum reports the limit only through the error text (the
+            // `LengthLimitError` type lives in a crate we do not depend on).
+            if e.to_string().contains("length limit") {
+                ApiError::too_large(BODY_LIMIT)
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {e}"))
+            }
+        })?;
+    let path = parts.uri.path();
+    let mut segments = Vec::new();
+    for raw in path.trim_matches('/').split('/').filter(|s| !s.is_empty()) {
+        let s = percent_decode_str(raw).decode_utf8().map_err(|_| {
+            ApiError::bad_request("the request path is not valid UTF-8 after percent-decoding")
+        })?;
+        segments.push(s.into_owned());
+    }
+    let query = parts
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let dec = |s: &str| {
+                percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (dec(k), dec(v))
+        })
+        .collect();
+    let req = Req {
+        method: parts.method,
+        segments,
+        query,
+        headers: parts.headers,
+        body,
+        peer,
+    };
+    let first = req.segments.first().map(|s| s.to_ascii_lowercase());
+    match first.as_deref() {
+        Some("enrollmentgroups" | "enrollments" | "registrations") => {
+            check_api_version(&req, API_VERSIONS)?;
+            service::dispatch(&state, &req).await
+        }
+        Some("subscriptions") => {
+            check_api_version(&req, arm::API_VERSIONS)?;
+            arm::dispatch(&state, &req).await
+        }
+        Some(_)
+            if req
+                .segments
+                .get(1)
+                .is_some_and(|s| s.eq_ignore_ascii_case("registrations")) =>
+        {
+            check_api_version(&req, API_VERSIONS)?;
+            device::dispatch(&state, &req).await
+        }
+        _ => Err(ApiError::not_found(
+            404_000,
+            format!(
+                "no such endpoint: {} {path}; the service API is under /enrollmentGroups, /enrollments and /registrations, devices use /{{idScope}}/registrations/{{registrationId}}/register",
+                req.method
+            ),
+        )),
+    }
+}
+
+fn check_api_version(req: &Req, accepted: &[&str]) -> ApiResult<()> {
+    match req.query("api-version") {
+        None => Err(ApiError::api_version(
+            "the api-version query parameter is missing (for example ?api-version=2021-10-01)",
+        )),
+        Some(v) if accepted.contains(&v) => Ok(()),
+        Some(v) => Err(ApiError::api_version(format!(
+            "Unknown api version {v}; the emulator accepts {}",
+            accepted.join(", ")
+        ))),
+    }
+}
+
+/// A 200 (or other) reply with a JSON body and DPS's content type.
+pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(JSON_CONTENT_TYPE),
+    );
+    r
+}
+
+/// 204 with no body and no Content-Type (what DELETE answers, §2.4).
+pub fn no_content() -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+/// Whether an `If-Match` value matches `etag`: verbatim, `*`, or with one
+/// layer of quotes (and `W/`) removed, since C# v1 wraps etags in quotes (§3.2).
+pub fn etag_matches(if_match: &str, etag: &str) -> bool {
+    let v = if_match.trim();
+    if v == "*" || v == etag {
+        return true;
+    }
+    let v = v.strip_prefix("W/").unwrap_or(v);
+    v.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .is_some_and(|s| s == etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_forms() {
+        assert!(etag_matches("abc=", "abc="));
+        assert!(etag_matches("\"abc=\"", "abc="));
+        assert!(etag_matches("W/\"abc=\"", "abc="));
+        assert!(etag_matches("*", "abc="));
+        assert!(!etag_matches("abd=", "abc="));
+    }
+}

@@ -1,0 +1,106 @@
+//! TLS for the emulator's one listener.
+//!
+//! Service clients and symmetric-key devices send no client certificate;
+//! X.509 devices do, and their chain may belong to a group created a second
+//! ago. A `WebPkiClientVerifier` with fixed roots would refuse those, so the
+//! verifier here asks for a certificate, accepts any chain at the TLS layer
+//! and only checks the handshake signature (proof that the peer holds the
+//! leaf's key, contract §8.1 and §9). Chain, CN and enrollment checks happen
+//! per request in [`super::attest`], where a precise message can be returned.
+
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+
+use crate::error::{Error, Result};
+
+/// Accepts any client chain; verifies only the handshake signature.
+#[derive(Debug)]
+pub struct AnyChainVerifier {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyChainVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // Node/OpenSSL clients send their certificate whatever the hint says (§9).
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// The crypto provider the emulator uses (aws-lc-rs, installed explicitly).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Builds the server configuration: TLS 1.2 and 1.3, HTTP/1.1, optional client certificates.
+///
+/// `chain_pem` is the server certificate followed by the emulator CA, so
+/// clients that trust only the CA can build the path. The same certificate is
+/// served with and without SNI (Node sends none for IP literals, §9).
+pub fn server_config(chain_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>> {
+    let provider = provider();
+    let certs: Vec<CertificateDer<'static>> = pem::parse_many(chain_pem)
+        .map_err(|e| Error::failed(format!("the emulator server certificate is not PEM: {e}")))?
+        .into_iter()
+        .filter(|b| b.tag() == "CERTIFICATE")
+        .map(|b| CertificateDer::from(b.into_contents()))
+        .collect();
+    let key_block = pem::parse(key_pem)
+        .map_err(|e| Error::failed(format!("the emulator server key is not PEM: {e}")))?;
+    let key = PrivateKeyDer::try_from(key_block.into_contents())
+        .map_err(|e| Error::failed(format!("the emulator server key is unusable: {e}")))?;
+    let verifier = Arc::new(AnyChainVerifier {
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Error::failed(format!("cannot set TLS versions: {e}")))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::failed(format!("cannot use the emulator server certificate: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
