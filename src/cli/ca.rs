@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::ca_select::CaSelectArgs;
 use super::enroll::{NetArgs, block_on, warn};
+use crate::chain::IssuerChoice;
 use crate::dps::arm::{self, ArmClient, ArmTarget};
 use crate::dps::enrollment::{CertInput, load_cert};
 use crate::error::{Error, Result};
@@ -50,23 +52,9 @@ pub enum CaCommand {
     Verify {
         /// Name of the certificate in DPS.
         name: String,
-        /// The chain directory (made by `pki chain new` or certGen.sh).
-        #[arg(long, value_name = "DIR")]
-        ca_dir: PathBuf,
-        /// Which CA: root, intermediate, or a certificate PATH (default: the one matching NAME's thumbprint).
-        #[arg(long, value_name = "root|intermediate|PATH")]
-        issuer: Option<String>,
-        /// The private key for --issuer PATH.
-        #[arg(long, value_name = "KEY")]
-        issuer_key: Option<PathBuf>,
-        /// Password of the CA's private key.
-        #[arg(
-            long,
-            env = "PKI_CA_KEY_PASSWORD",
-            hide_env_values = true,
-            value_name = "PASSWORD"
-        )]
-        ca_key_password: Option<String>,
+        /// The CA to prove (default: the one in --ca-dir whose thumbprint matches NAME in DPS).
+        #[command(flatten)]
+        ca: CaSelectArgs,
         /// Print the service's JSON.
         #[arg(long)]
         json: bool,
@@ -207,22 +195,19 @@ pub fn run(cmd: CaCommand) -> Result<()> {
         }
         CaCommand::Verify {
             name,
-            ca_dir,
-            issuer,
-            issuer_key,
-            ca_key_password,
+            ca,
             json,
             arm,
             net,
         } => {
             check_name(&name)?;
-            let candidates = issuer_candidates(&ca_dir, issuer.as_deref(), issuer_key)?;
+            let candidates = issuer_candidates(&ca.ca_dir, ca.issuer.as_ref(), ca.ca_key)?;
             let client = arm.client(&net)?;
             let stored = block_on(prove(
                 &client,
                 &name,
                 &candidates,
-                ca_key_password.as_deref(),
+                ca.ca_key_password.as_deref(),
             ))??;
             show(&stored, json);
             Ok(())
@@ -325,8 +310,8 @@ struct Candidate {
 
 fn issuer_candidates(
     dir: &Path,
-    issuer: Option<&str>,
-    issuer_key: Option<PathBuf>,
+    issuer: Option<&IssuerChoice>,
+    ca_key: Option<PathBuf>,
 ) -> Result<Vec<Candidate>> {
     let layout = Layout::new(dir);
     let intermediates = layout.count_intermediates();
@@ -351,20 +336,20 @@ fn issuer_candidates(
             .map(inter)
             .chain(std::iter::once(root))
             .collect(),
-        Some("root") => vec![root],
-        Some("intermediate") => vec![inter(intermediates.max(1))],
-        Some(path) => vec![Candidate {
-            label: path.into(),
-            cert: PathBuf::from(path),
-            key: issuer_key.clone().ok_or_else(|| {
-                Error::input("--issuer PATH needs the CA's key as --issuer-key KEY")
-            })?,
+        Some(IssuerChoice::Root) => vec![root],
+        Some(IssuerChoice::Intermediate) => vec![inter(intermediates.max(1))],
+        Some(IssuerChoice::Path(path)) => vec![Candidate {
+            label: path.display().to_string(),
+            cert: path.clone(),
+            key: ca_key
+                .clone()
+                .ok_or_else(|| Error::input("--issuer PATH needs the CA's key as --ca-key KEY"))?,
         }],
     };
     let list: Vec<Candidate> = list.into_iter().filter(|c| c.cert.exists()).collect();
     if list.is_empty() {
         return Err(Error::input(format!(
-            "no such CA certificate under {} (expected {} or {}); pass the chain directory made by `pki chain new`, or --issuer PATH --issuer-key KEY",
+            "no such CA certificate under {} (expected {} or {}); pass the chain directory made by `pki chain new`, or --issuer PATH --ca-key KEY",
             dir.display(),
             layout.relative(&layout.intermediate_cert(1)),
             layout.relative(&layout.root_cert()),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::device::parse_issuer;
+use super::ca_select::CaSelectArgs;
 use crate::chain::{IssuerChoice, load_issuer};
 use crate::error::{Error, Result};
 use crate::fsio::read_input;
@@ -30,30 +30,18 @@ pub struct VerifyCodeArgs {
     #[arg(value_name = "CODE")]
     pub code: String,
 
-    /// The CA directory (certs/ and private/ from `pki chain new` or certGen.sh).
-    #[arg(long, value_name = "DIR", default_value = ".")]
-    pub ca_dir: PathBuf,
-
-    /// Which CA signs: `root`, `intermediate` (the lowest one), or a CA certificate file.
-    #[arg(long, value_name = "root|intermediate|PATH", default_value = "root", value_parser = parse_issuer, conflicts_with = "ca_cert")]
-    pub issuer: IssuerChoice,
+    /// The signing CA (default: the root).
+    #[command(flatten)]
+    pub ca: CaSelectArgs,
 
     /// A CA certificate file to sign with (instead of --ca-dir/--issuer); needs --ca-key.
-    #[arg(long, value_name = "FILE", requires = "ca_key")]
-    pub ca_cert: Option<PathBuf>,
-
-    /// The CA's private key file.
-    #[arg(long, value_name = "FILE")]
-    pub ca_key: Option<PathBuf>,
-
-    /// Password of the CA key (certGen.sh uses 1234).
     #[arg(
         long,
-        env = "PKI_CA_KEY_PASSWORD",
-        hide_env_values = true,
-        value_name = "PASSWORD"
+        value_name = "FILE",
+        requires = "ca_key",
+        conflicts_with = "issuer"
     )]
-    pub ca_key_password: Option<String>,
+    pub ca_cert: Option<PathBuf>,
 
     /// Key type of the verification certificate's own key.
     #[arg(long, value_name = "TYPE", default_value = "ec-p256")]
@@ -74,9 +62,10 @@ pub struct VerifyCodeArgs {
 
 pub fn run(args: VerifyCodeArgs) -> Result<()> {
     let code = verify_code::check_code(&args.code)?;
-    let layout = Layout::new(&args.ca_dir);
-    let password = args.ca_key_password.as_deref();
-    let (ca, ca_file) = match (&args.ca_cert, &args.ca_key) {
+    let layout = Layout::new(&args.ca.ca_dir);
+    let password = args.ca.ca_key_password.as_deref();
+    let issuer = args.ca.issuer.clone().unwrap_or(IssuerChoice::Root);
+    let (ca, ca_file) = match (&args.ca_cert, &args.ca.ca_key) {
         (Some(cert), Some(key)) => {
             let what = cert.display().to_string();
             let der = read_certificates(&read_input(cert)?, &what)?.remove(0);
@@ -90,7 +79,7 @@ pub fn run(args: VerifyCodeArgs) -> Result<()> {
             (Ca::from_parts(&der, key, &what)?, what)
         }
         (None, key) => {
-            let file = match &args.issuer {
+            let file = match &issuer {
                 IssuerChoice::Root => layout.root_cert(),
                 IssuerChoice::Intermediate => match layout.count_intermediates() {
                     0 => layout.root_cert(),
@@ -98,13 +87,13 @@ pub fn run(args: VerifyCodeArgs) -> Result<()> {
                 },
                 IssuerChoice::Path(p) => p.clone(),
             };
-            let loaded = load_issuer(&layout, &args.issuer, key.as_deref(), password)?;
+            let loaded = load_issuer(&layout, &issuer, key.as_deref(), password)?;
             (loaded.ca, file.display().to_string())
         }
         (Some(_), None) => return Err(Error::input("--ca-cert needs --ca-key")),
     };
     let v = verify_code::make(&code, &ca, args.key, args.days)?;
-    let out = Layout::new(args.out.clone().unwrap_or_else(|| args.ca_dir.clone()));
+    let out = Layout::new(args.out.clone().unwrap_or_else(|| args.ca.ca_dir.clone()));
     let written = verify_code::write(&out, &v)?;
     let info = CertInfo::from_der(&v.cert.der, "the verification certificate")?;
     if args.json {
