@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
-use crate::fsio::{Mode, ensure_dir, write_atomic};
-use crate::issue::{Ca, issue};
+use crate::fsio::{Flush, Mode, ensure_dir, sync_dir, write_atomic, write_atomic_with};
+use crate::issue::{Ca, check_days, issue};
 use crate::keys::{KeyType, load_private_key, private_key_pem};
 use crate::layout::Layout;
 use crate::manifest::{Entry, Manifest};
@@ -121,8 +121,16 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
         )));
     }
     check_devices_absent(&layout, &plan.devices)?;
+    check_days(plan.ca_days)?;
+    check_days(plan.devices.days)?;
     if let Some(edge) = &plan.edge_ca {
         crate::regid::check_registration_id(edge)?;
+        if edge.chars().count() + ".ca".len() > crate::regid::MAX_CN_ID {
+            return Err(Error::input(format!(
+                "--edge-ca `{edge}` is too long: its CA's CN `{edge}.ca` must fit in {} characters",
+                crate::regid::MAX_CN_ID
+            )));
+        }
     }
     ensure_dir(&layout.certs_dir(), Mode::Public)?;
     ensure_dir(&layout.private_dir(), Mode::Secret)?;
@@ -130,10 +138,14 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
     let mut summary = Summary::default();
     let password = plan.key_password.as_deref();
 
-    // Root, then each intermediate signed by the one above.
+    // Root, then each intermediate signed by the one above. Path lengths
+    // count the CAs below. An edge CA is one more CA below the lowest
+    // intermediate, and it has to be able to sign (edgeHub's server and
+    // workload certificates), so every CA above it allows one more level.
+    let below = |n: usize| (n + usize::from(plan.edge_ca.is_some())).min(255) as u8;
     let root = Ca::create(
         &Profile::RootCa {
-            path_len: plan.intermediates.min(255) as u8,
+            path_len: below(plan.intermediates),
         },
         &plan.root_cn,
         plan.ca_days,
@@ -165,7 +177,7 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
         let parent = cas.last().ok_or_else(|| Error::failed("no parent CA"))?;
         let ca = Ca::create(
             &Profile::IntermediateCa {
-                path_len: (plan.intermediates - n).min(255) as u8,
+                path_len: below(plan.intermediates - n),
             },
             &cn,
             plan.ca_days,
@@ -336,6 +348,9 @@ fn issue_devices(
     if let Some(e) = first_error.into_inner().ok().flatten() {
         return Err(e);
     }
+    // One flush for the whole batch (see fsio): the run reports success only
+    // once every device file is on disk.
+    sync_dir(&layout.certs_dir())?;
     if capped.load(Ordering::Relaxed) {
         notes.push(format!(
             "device validity was cut to the issuer's expiry ({}): a certificate cannot outlive its CA",
@@ -366,18 +381,19 @@ fn issue_device(
         layout.device_key(id),
         layout.device_pfx(id),
     );
-    write_atomic(
+    write_atomic_with(
         &k,
         private_key_pem(&key, plan.key_password.as_deref())?.as_bytes(),
         Mode::Secret,
+        Flush::Later,
     )?;
-    write_atomic(&c, cert.pem.as_bytes(), Mode::Public)?;
+    write_atomic_with(&c, cert.pem.as_bytes(), Mode::Public, Flush::Later)?;
     let mut file_list = vec![("cert", c.as_path()), ("key", k.as_path())];
     if issuer.is_some() {
         let mut full = String::with_capacity(cert.pem.len() + chain_pem.len());
         full.push_str(&cert.pem);
         full.push_str(chain_pem);
-        write_atomic(&f, full.as_bytes(), Mode::Public)?;
+        write_atomic_with(&f, full.as_bytes(), Mode::Public, Flush::Later)?;
         file_list.push(("fullChain", f.as_path()));
     }
     if let Some(opts) = &plan.pfx {
@@ -386,7 +402,7 @@ fn issue_device(
             ders.extend_from_slice(chain_der);
         }
         let pfx = pfx::build(id, key.serialized_der(), &ders, opts)?;
-        write_atomic(&p, &pfx, Mode::Secret)?;
+        write_atomic_with(&p, &pfx, Mode::Secret, Flush::Later)?;
         file_list.push(("pfx", p.as_path()));
     }
     Ok((
@@ -467,6 +483,10 @@ pub fn load_issuer(
             (p.clone(), guess, Vec::new())
         }
     };
+    let above = match choice {
+        IssuerChoice::Path(p) => chain_above(&read_first_cert(p, layout)?, layout),
+        _ => above,
+    };
     if !matches!(choice, IssuerChoice::Path(_)) {
         layout.require_ca()?;
     }
@@ -488,6 +508,43 @@ pub fn load_issuer(
     Ok(LoadedCa { ca, above })
 }
 
+/// The certificates above `cert` among the directory's CAs (intermediates
+/// and root), nearest first, found by issuer name and signature; stops at a
+/// self-signed certificate or when no issuer is found.
+fn chain_above(cert: &[u8], layout: &Layout) -> Vec<Vec<u8>> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let candidates: Vec<Vec<u8>> = (1..=layout.count_intermediates())
+        .map(|n| layout.intermediate_cert(n))
+        .chain(std::iter::once(layout.root_cert()))
+        .filter_map(|p| read_first_cert(&p, layout).ok())
+        .collect();
+    let mut above: Vec<Vec<u8>> = Vec::new();
+    let mut current = cert.to_vec();
+    while above.len() < candidates.len() {
+        let Ok((_, cur)) = X509Certificate::from_der(&current) else {
+            break;
+        };
+        if cur.subject() == cur.issuer() {
+            break;
+        }
+        let parent = candidates.iter().find(|c| {
+            X509Certificate::from_der(c).is_ok_and(|(_, p)| {
+                p.subject() == cur.issuer()
+                    && c.as_slice() != current.as_slice()
+                    && cur.verify_signature(Some(p.public_key())).is_ok()
+            })
+        });
+        match parent {
+            Some(p) if !above.contains(p) => {
+                above.push(p.clone());
+                current = p.clone();
+            }
+            _ => break,
+        }
+    }
+    above
+}
+
 fn read_first_cert(path: &Path, layout: &Layout) -> Result<Vec<u8>> {
     Ok(
         crate::inspect::read_certificates(&crate::fsio::read_input(path)?, &layout.relative(path))?
@@ -503,6 +560,7 @@ pub fn new_devices(
     tick: &(dyn Fn() + Sync),
 ) -> Result<Summary> {
     check_devices_absent(layout, plan)?;
+    check_days(plan.days)?;
     ensure_dir(&layout.certs_dir(), Mode::Public)?;
     ensure_dir(&layout.private_dir(), Mode::Secret)?;
     let mut summary = Summary::default();
@@ -536,6 +594,7 @@ pub fn new_devices(
 /// for individual enrollments.
 pub fn new_self_signed(layout: &Layout, plan: &DevicePlan) -> Result<Summary> {
     check_devices_absent(layout, plan)?;
+    check_days(plan.days)?;
     ensure_dir(&layout.certs_dir(), Mode::Public)?;
     ensure_dir(&layout.private_dir(), Mode::Secret)?;
     let mut summary = Summary::default();

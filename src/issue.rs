@@ -128,22 +128,19 @@ fn issue_with_params(
     subject_key: &KeyPair,
     issuer: Option<&Ca>,
 ) -> Result<(IssuedCert, CertificateParams)> {
-    if days == 0 {
-        return Err(Error::input("validity must be at least 1 day"));
-    }
     let now = OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .map_err(|e| Error::failed(e.to_string()))?;
     let mut params = CertificateParams::default();
     params.not_before = now - CLOCK_SKEW;
-    let wanted = now
-        .checked_add(Duration::days(i64::from(days)))
-        .filter(|t| t.year() < 10000)
-        .ok_or_else(|| Error::input(format!("{days} days is too long a validity")))?;
+    let wanted = not_after_for(now, days)?;
     let mut capped = false;
     params.not_after = match issuer {
         Some(ca) if ca.cert.not_after < wanted => {
-            capped = true;
+            // A CA made seconds earlier in the same run with the same
+            // validity (`--certgen`: 30 days for everything) ends a few
+            // seconds before the child would: cap it, but that is no news.
+            capped = wanted - ca.cert.not_after > Duration::hours(1);
             ca.cert.not_after
         }
         _ => wanted,
@@ -171,6 +168,22 @@ fn issue_with_params(
         },
         params,
     ))
+}
+
+/// `now` plus `days`, refusing 0 days and dates past year 9999.
+fn not_after_for(now: OffsetDateTime, days: u32) -> Result<OffsetDateTime> {
+    if days == 0 {
+        return Err(Error::input("validity must be at least 1 day"));
+    }
+    now.checked_add(Duration::days(i64::from(days)))
+        .filter(|t| t.year() < 10000)
+        .ok_or_else(|| Error::input(format!("{days} days is too long a validity")))
+}
+
+/// Checks a validity in days before anything is written, so a bad `--days`
+/// never leaves a half-made directory behind.
+pub fn check_days(days: u32) -> Result<()> {
+    not_after_for(OffsetDateTime::now_utc(), days).map(|_| ())
 }
 
 fn is_rsa(key: &KeyPair) -> bool {

@@ -199,7 +199,9 @@ pub fn load_private_key(
         }
     };
     KeyPair::try_from(&der).map_err(|_| {
-        if block.headers().get("DEK-Info").is_some() {
+        // A wrong password can decrypt to well-padded garbage (1 in 256):
+        // for an encrypted key, an unparsable result still means the password.
+        if block.headers().get("DEK-Info").is_some() || block.tag() == "ENCRYPTED PRIVATE KEY" {
             wrong_password()
         } else {
             Error::input(format!(
@@ -269,7 +271,7 @@ fn decrypt_legacy_pem(
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

@@ -1,16 +1,441 @@
-//! `pki ca`.
+//! `pki ca`: the DPS CA certificate store on the management plane (ARM):
+//! upload, proof of possession in one command (`verify`), show, list, delete.
 //!
-//! Work in progress: see the issue tracker.
+//! The bearer token comes only from `AZURE_ACCESS_TOKEN` (never a flag, so it
+//! is not visible in the process list) and is never printed.
 
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::ca_select::CaSelectArgs;
+use super::enroll::{NetArgs, block_on, warn};
+use crate::chain::IssuerChoice;
+use crate::dps::arm::{self, ArmClient, ArmTarget};
+use crate::dps::enrollment::{CertInput, load_cert};
 use crate::error::{Error, Result};
+use crate::issue::Ca;
+use crate::keys::KeyType;
+use crate::layout::Layout;
+use crate::verify_code;
 
 /// Subcommands of `pki ca`.
 #[derive(Debug, clap::Subcommand)]
+#[command(
+    after_help = "Authentication: export AZURE_ACCESS_TOKEN=$(az account get-access-token --query accessToken -o tsv)"
+)]
 pub enum CaCommand {
-    /// Not built yet.
-    Todo,
+    /// Upload (or replace) a CA certificate in the DPS certificate store.
+    Upload {
+        /// Name of the certificate in DPS.
+        name: String,
+        /// The CA certificate (PEM or DER; no private key).
+        #[arg(long, value_name = "PEM")]
+        cert: PathBuf,
+        /// Mark it verified on upload (skips proof of possession).
+        #[arg(long)]
+        verified: bool,
+        /// Accept an expired certificate.
+        #[arg(long)]
+        allow_expired: bool,
+        /// Print the service's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        arm: ArmArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Prove possession: get a verification code, sign a certificate for it with the CA's key, submit it.
+    ///
+    /// Uploads the CA certificate first if NAME does not exist yet.
+    Verify {
+        /// Name of the certificate in DPS.
+        name: String,
+        /// The CA to prove (default: the one in --ca-dir whose thumbprint matches NAME in DPS).
+        #[command(flatten)]
+        ca: CaSelectArgs,
+        /// Print the service's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        arm: ArmArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Show one certificate of the store.
+    Show {
+        name: String,
+        /// Print the service's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        arm: ArmArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// List the certificates of the store.
+    List {
+        /// Print the service's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        arm: ArmArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Delete a certificate from the store.
+    Delete {
+        name: String,
+        /// Delete only if its etag is still this one (default: the current etag).
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
+        #[command(flatten)]
+        arm: ArmArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
 }
 
-pub fn run(_cmd: CaCommand) -> Result<()> {
-    Err(Error::failed("pki ca is not built yet"))
+/// Which DPS resource to manage.
+#[derive(Debug, clap::Args)]
+pub struct ArmArgs {
+    /// Management endpoint (the emulator's URL for local tests).
+    #[arg(long, default_value = arm::DEFAULT_ENDPOINT, value_name = "URL")]
+    arm_endpoint: String,
+    /// Azure subscription ID.
+    #[arg(long, env = "AZURE_SUBSCRIPTION_ID", value_name = "ID")]
+    subscription: String,
+    /// Resource group of the DPS.
+    #[arg(long, value_name = "NAME")]
+    resource_group: String,
+    /// Name of the DPS resource.
+    #[arg(long, value_name = "NAME")]
+    dps_name: String,
+}
+
+impl ArmArgs {
+    fn client(&self, net: &NetArgs) -> Result<ArmClient> {
+        let token = std::env::var("AZURE_ACCESS_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Error::input(
+                    "no bearer token: export AZURE_ACCESS_TOKEN=$(az account get-access-token --query accessToken -o tsv)",
+                )
+            })?;
+        if !(self.arm_endpoint.starts_with("https://") || self.arm_endpoint.starts_with("http://"))
+        {
+            return Err(Error::input(
+                "--arm-endpoint must be a URL such as https://management.azure.com",
+            ));
+        }
+        ArmClient::new(
+            ArmTarget {
+                endpoint: self.arm_endpoint.clone(),
+                subscription: self.subscription.clone(),
+                resource_group: self.resource_group.clone(),
+                dps_name: self.dps_name.clone(),
+                token,
+            },
+            net.options(),
+        )
+    }
+}
+
+fn print_json(v: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 256
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(Error::input(format!(
+            "`{name}` is not a valid certificate name: use letters, digits, - _ . (at most 256)"
+        )));
+    }
+    Ok(())
+}
+
+fn etag_of(v: &Value) -> Option<String> {
+    v.get("etag").and_then(Value::as_str).map(str::to_string)
+}
+
+pub fn run(cmd: CaCommand) -> Result<()> {
+    match cmd {
+        CaCommand::Upload {
+            name,
+            cert,
+            verified,
+            allow_expired,
+            json,
+            arm,
+            net,
+        } => {
+            check_name(&name)?;
+            let c = read_ca_cert(&cert, allow_expired)?;
+            let client = arm.client(&net)?;
+            let stored = block_on(async {
+                let existing = client.get(&name).await?;
+                let etag = existing.as_ref().and_then(etag_of);
+                client
+                    .upload(&name, &c.pem, verified, etag.as_deref())
+                    .await
+            })??;
+            show(&stored, json);
+            Ok(())
+        }
+        CaCommand::Verify {
+            name,
+            ca,
+            json,
+            arm,
+            net,
+        } => {
+            check_name(&name)?;
+            let candidates = issuer_candidates(&ca.ca_dir, ca.issuer.as_ref(), ca.ca_key)?;
+            let client = arm.client(&net)?;
+            let stored = block_on(prove(
+                &client,
+                &name,
+                &candidates,
+                ca.ca_key_password.as_deref(),
+            ))??;
+            show(&stored, json);
+            Ok(())
+        }
+        CaCommand::Show {
+            name,
+            json,
+            arm,
+            net,
+        } => {
+            check_name(&name)?;
+            let client = arm.client(&net)?;
+            match block_on(client.get(&name))?? {
+                Some(v) => show(&v, json),
+                None => {
+                    return Err(Error::Service(format!(
+                        "certificate `{name}` is not in the DPS certificate store"
+                    )));
+                }
+            }
+            Ok(())
+        }
+        CaCommand::List { json, arm, net } => {
+            let client = arm.client(&net)?;
+            let certs = block_on(client.list())??;
+            if json {
+                print_json(&Value::Array(certs));
+            } else if certs.is_empty() {
+                eprintln!("no certificates");
+            } else {
+                for c in &certs {
+                    let s = |p: &str| c.pointer(p).and_then(Value::as_str).unwrap_or("-");
+                    let v = c.pointer("/properties/isVerified") == Some(&Value::Bool(true));
+                    println!(
+                        "{:<32} {:<10} {:<40} {}",
+                        s("/name"),
+                        if v { "verified" } else { "unverified" },
+                        s("/properties/thumbprint"),
+                        s("/properties/subject")
+                    );
+                }
+            }
+            Ok(())
+        }
+        CaCommand::Delete {
+            name,
+            if_match,
+            arm,
+            net,
+        } => {
+            check_name(&name)?;
+            let client = arm.client(&net)?;
+            block_on(async {
+                let etag = match if_match {
+                    Some(e) => e,
+                    None => {
+                        let v = client.get(&name).await?.ok_or_else(|| {
+                            Error::Service(format!(
+                                "certificate `{name}` is not in the DPS certificate store"
+                            ))
+                        })?;
+                        etag_of(&v).unwrap_or_else(|| "*".into())
+                    }
+                };
+                client.delete(&name, &etag).await
+            })??;
+            println!("deleted certificate {name}");
+            Ok(())
+        }
+    }
+}
+
+fn show(v: &Value, json: bool) {
+    if json {
+        print_json(v);
+    } else {
+        print!("{}", arm::summary(v));
+    }
+}
+
+fn read_ca_cert(path: &Path, allow_expired: bool) -> Result<CertInput> {
+    let what = path.display().to_string();
+    let c = load_cert(&crate::fsio::read_input(path)?, &what, allow_expired)?;
+    if !c.is_ca {
+        warn(format!(
+            "{what} ({}) is not a CA certificate; DPS expects the root or intermediate that signs devices",
+            c.subject
+        ));
+    }
+    Ok(c)
+}
+
+/// A CA the verification certificate may be signed by: certificate and key files.
+#[derive(Debug)]
+struct Candidate {
+    label: String,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn issuer_candidates(
+    dir: &Path,
+    issuer: Option<&IssuerChoice>,
+    ca_key: Option<PathBuf>,
+) -> Result<Vec<Candidate>> {
+    let layout = Layout::new(dir);
+    let intermediates = layout.count_intermediates();
+    let root = Candidate {
+        label: "root".into(),
+        cert: layout.root_cert(),
+        key: layout.root_key(),
+    };
+    // Lowest (closest to the devices) first: that is what groups usually name.
+    let inter = |n: usize| Candidate {
+        label: if n == 1 {
+            "intermediate".into()
+        } else {
+            format!("intermediate {n}")
+        },
+        cert: layout.intermediate_cert(n),
+        key: layout.intermediate_key(n),
+    };
+    let list = match issuer {
+        None => (1..=intermediates)
+            .rev()
+            .map(inter)
+            .chain(std::iter::once(root))
+            .collect(),
+        Some(IssuerChoice::Root) => vec![root],
+        Some(IssuerChoice::Intermediate) => vec![inter(intermediates.max(1))],
+        Some(IssuerChoice::Path(path)) => vec![Candidate {
+            label: path.display().to_string(),
+            cert: path.clone(),
+            key: ca_key
+                .clone()
+                .ok_or_else(|| Error::input("--issuer PATH needs the CA's key as --ca-key KEY"))?,
+        }],
+    };
+    let list: Vec<Candidate> = list.into_iter().filter(|c| c.cert.exists()).collect();
+    if list.is_empty() {
+        return Err(Error::input(format!(
+            "no such CA certificate under {} (expected {} or {}); pass the chain directory made by `pki chain new`, or --issuer PATH --ca-key KEY",
+            dir.display(),
+            layout.relative(&layout.intermediate_cert(1)),
+            layout.relative(&layout.root_cert()),
+        )));
+    }
+    Ok(list)
+}
+
+/// The whole proof-of-possession flow, handing the etag from step to step.
+async fn prove(
+    client: &ArmClient,
+    name: &str,
+    candidates: &[Candidate],
+    password: Option<&str>,
+) -> Result<Value> {
+    let mut loaded = Vec::new();
+    for c in candidates {
+        let cert = load_cert(
+            &crate::fsio::read_input(&c.cert)?,
+            &c.cert.display().to_string(),
+            false,
+        )?;
+        loaded.push((c, cert));
+    }
+    let existing = client.get(name).await?;
+    let (cand, cert, current) = match existing {
+        Some(v) => {
+            let dps_thumb = v
+                .pointer("/properties/thumbprint")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            let found = loaded
+                .iter()
+                .find(|(_, c)| c.sha1 == dps_thumb || c.sha256 == dps_thumb);
+            let Some((cand, cert)) = found else {
+                return Err(Error::input(format!(
+                    "certificate `{name}` in DPS has thumbprint {dps_thumb}, which matches none of {}; pass --issuer root|intermediate|PATH for the CA that was uploaded",
+                    loaded
+                        .iter()
+                        .map(|(c, x)| format!("{} ({})", c.label, x.sha1))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            };
+            if v.pointer("/properties/isVerified") == Some(&Value::Bool(true)) {
+                eprintln!("certificate `{name}` is already verified");
+                return Ok(v);
+            }
+            (*cand, cert.clone(), v)
+        }
+        None => {
+            let (cand, cert) = &loaded[0];
+            eprintln!(
+                "certificate `{name}` is not in DPS yet; uploading the {} CA ({})",
+                cand.label, cert.subject
+            );
+            let v = client.upload(name, &cert.pem, false, None).await?;
+            (*cand, cert.clone(), v)
+        }
+    };
+    let ca = load_ca(cand, &cert, password)?;
+    let etag = etag_of(&current)
+        .ok_or_else(|| Error::Service(format!("certificate `{name}` came back without an etag")))?;
+    let (code, etag) = client.generate_code(name, &etag).await?;
+    let vcert = verify_code::make(&code, &ca, KeyType::EcP256, verify_code::DEFAULT_DAYS)?;
+    eprintln!(
+        "verification code {code}: signed with the {} CA's key",
+        cand.label
+    );
+    let v = client.verify(name, &etag, &vcert.cert.pem).await?;
+    if v.pointer("/properties/isVerified") != Some(&Value::Bool(true)) {
+        return Err(Error::Service(format!(
+            "DPS accepted the verification certificate but `{name}` is still not verified"
+        )));
+    }
+    Ok(v)
+}
+
+fn load_ca(c: &Candidate, cert: &CertInput, password: Option<&str>) -> Result<Ca> {
+    let key_what = c.key.display().to_string();
+    let key = crate::keys::load_private_key(
+        &crate::fsio::read_input(&c.key)?,
+        password,
+        &key_what,
+        "--ca-key-password or PKI_CA_KEY_PASSWORD",
+    )?;
+    Ca::from_parts(&cert.der, key, &c.cert.display().to_string())
 }

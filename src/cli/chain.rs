@@ -74,7 +74,8 @@ pub struct ChainNewArgs {
     #[arg(long)]
     pub certgen: bool,
 
-    /// Also make an IoT Edge device CA (CN `NAME.ca`, CA:TRUE, pathlen 0) under the lowest intermediate.
+    /// Also make an IoT Edge device CA (CN `NAME.ca`, CA:TRUE, pathlen 0) under the lowest intermediate
+    /// (the CAs above it then allow one more level, so it can sign).
     #[arg(long, value_name = "NAME")]
     pub edge_ca: Option<String>,
 
@@ -145,8 +146,9 @@ pub struct DeviceArgs {
 }
 
 impl DeviceArgs {
-    /// The registration IDs to issue, checked against DPS's rules.
-    pub fn ids(&self, default: &[&str], out: &Output) -> Result<Vec<String>> {
+    /// The registration IDs to issue, checked against DPS's rules, and the
+    /// warnings to print once the run has succeeded.
+    pub fn ids(&self, default: &[&str]) -> Result<(Vec<String>, Vec<String>)> {
         let mut ids = self.device.clone();
         if let Some(n) = self.devices {
             ids.extend(chain::numbered_ids(&self.prefix, n, 1));
@@ -154,13 +156,8 @@ impl DeviceArgs {
         if self.device.is_empty() && self.devices.is_none() {
             ids.extend(default.iter().map(|s| s.to_string()));
         }
-        for id in &ids {
-            if let Some(w) = crate::regid::check_registration_id(id)? {
-                out.warn(w);
-            }
-        }
-        chain::check_unique(&ids)?;
-        Ok(ids)
+        let warnings = check_ids(&ids)?;
+        Ok((ids, warnings))
     }
 
     /// The device plan, given resolved defaults.
@@ -192,6 +189,20 @@ impl DeviceArgs {
     }
 }
 
+/// Checks registration IDs against DPS's rules and for duplicates, and
+/// returns the warnings (upper case) to print once every check has passed,
+/// so a refused run prints only its one error line.
+pub fn check_ids(ids: &[String]) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    for id in ids {
+        if let Some(w) = crate::regid::check_registration_id(id)? {
+            warnings.push(w);
+        }
+    }
+    chain::check_unique(ids)?;
+    Ok(warnings)
+}
+
 /// A progress bar on stderr for bulk runs, only when stderr is a terminal.
 pub fn progress(total: usize, out: &Output) -> indicatif::ProgressBar {
     if out.quiet || total < 20 || !std::io::stderr().is_terminal() {
@@ -220,7 +231,7 @@ fn new(args: ChainNewArgs) -> Result<()> {
         (KeyType::EcP256, 365, 3650)
     };
     let key = args.key.unwrap_or(default_key);
-    let ids = args.devices.ids(&["device-0001"], &out)?;
+    let (ids, warnings) = args.devices.ids(&["device-0001"])?;
     let plan = ChainPlan {
         out: args.out.clone(),
         intermediates: usize::from(args.intermediates),
@@ -252,8 +263,9 @@ fn new(args: ChainNewArgs) -> Result<()> {
         edge_ca: args.edge_ca.clone(),
     };
     let bar = progress(plan.devices.ids.len(), &out);
-    let summary = chain::new_chain(&plan, &|| bar.inc(1))?;
+    let mut summary = chain::new_chain(&plan, &|| bar.inc(1))?;
     bar.finish_and_clear();
+    summary.notes.splice(0..0, warnings);
     print_summary(
         &summary,
         &Layout::new(&args.out),

@@ -1,10 +1,9 @@
 //! `pki device new`: devices under an existing CA directory.
 
-use std::path::PathBuf;
-
 use clap::{Args, Subcommand};
 
-use super::chain::{DeviceArgs, print_summary, progress};
+use super::ca_select::CaSelectArgs;
+use super::chain::{DeviceArgs, check_ids, print_summary, progress};
 use crate::chain::{self, IssuerChoice};
 use crate::error::Result;
 use crate::keys::KeyType;
@@ -31,26 +30,9 @@ pub struct DeviceNewArgs {
     #[arg(value_name = "ID")]
     pub ids: Vec<String>,
 
-    /// The CA directory (holding certs/ and private/).
-    #[arg(long, value_name = "DIR", default_value = ".")]
-    pub ca_dir: PathBuf,
-
-    /// Which CA signs: `intermediate` (the lowest one), `root`, or a CA certificate file.
-    #[arg(long, value_name = "intermediate|root|PATH", default_value = "intermediate", value_parser = parse_issuer)]
-    pub issuer: IssuerChoice,
-
-    /// The issuing CA's key file, if not in private/ next to it.
-    #[arg(long, value_name = "FILE")]
-    pub ca_key: Option<PathBuf>,
-
-    /// Password of the CA key (certGen.sh uses 1234).
-    #[arg(
-        long,
-        env = "PKI_CA_KEY_PASSWORD",
-        hide_env_values = true,
-        value_name = "PASSWORD"
-    )]
-    pub ca_key_password: Option<String>,
+    /// The signing CA (default: the lowest intermediate, or the root when there is none).
+    #[command(flatten)]
+    pub ca: CaSelectArgs,
 
     /// Key type of the devices.
     #[arg(long, value_name = "TYPE", default_value = "ec-p256")]
@@ -68,32 +50,21 @@ pub struct DeviceNewArgs {
     pub devices: DeviceArgs,
 }
 
-/// Parses `--issuer`.
-pub fn parse_issuer(s: &str) -> std::result::Result<IssuerChoice, String> {
-    Ok(match s {
-        "intermediate" => IssuerChoice::Intermediate,
-        "root" => IssuerChoice::Root,
-        path => IssuerChoice::Path(PathBuf::from(path)),
-    })
-}
-
 pub fn run(cmd: DeviceCommand) -> Result<()> {
     let DeviceCommand::New(args) = cmd;
     let out = args.devices.output();
     let mut ids = args.ids.clone();
-    ids.extend(args.devices.ids(&[], &out)?);
-    for id in &args.ids {
-        if let Some(w) = crate::regid::check_registration_id(id)? {
-            out.warn(w);
-        }
+    ids.extend(args.devices.device.iter().cloned());
+    if let Some(n) = args.devices.devices {
+        ids.extend(chain::numbered_ids(&args.devices.prefix, n, 1));
     }
-    chain::check_unique(&ids)?;
+    let warnings = check_ids(&ids)?;
     if ids.is_empty() {
         return Err(crate::Error::input(
             "no devices named: give registration IDs (`pki device new sensor-1`) or --devices N",
         ));
     }
-    let layout = Layout::new(&args.ca_dir);
+    let layout = Layout::new(&args.ca.ca_dir);
     let plan = args.devices.plan(
         ids,
         args.devices.device_key.unwrap_or(args.key),
@@ -101,19 +72,23 @@ pub fn run(cmd: DeviceCommand) -> Result<()> {
         args.self_signed,
         args.force,
     );
-    let summary = if args.self_signed {
+    let mut summary = if args.self_signed {
         chain::new_self_signed(&layout, &plan)?
     } else {
         let loaded = chain::load_issuer(
             &layout,
-            &args.issuer,
-            args.ca_key.as_deref(),
-            args.ca_key_password.as_deref(),
+            args.ca
+                .issuer
+                .as_ref()
+                .unwrap_or(&IssuerChoice::Intermediate),
+            args.ca.ca_key.as_deref(),
+            args.ca.ca_key_password.as_deref(),
         )?;
         let bar = progress(plan.ids.len(), &out);
         let s = chain::new_devices(&layout, &loaded, &plan, &|| bar.inc(1))?;
         bar.finish_and_clear();
         s
     };
+    summary.notes.splice(0..0, warnings);
     print_summary(&summary, &layout, &plan, args.devices.json, &out)
 }

@@ -1,13 +1,507 @@
-//! `pki enroll`.
+//! `pki enroll`: create or update an X.509 enrollment group, and `show`,
+//! `list`, `delete` and `disallow`.
 //!
-//! Work in progress: see the issue tracker.
+//! Create-or-update reads the group first and, if it exists, PUTs it back
+//! with its etag in `If-Match`, changing only the fields given on the command
+//! line. The connection string comes from `DPS_CONNECTION_STRING` (or
+//! `--connection-string`) and is never printed.
 
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::dps::client::{Collection, PutOutcome, ServiceClient};
+use crate::dps::connection_string::ConnectionString;
+use crate::dps::enrollment::{
+    self, Allocation, CertInput, GroupSpec, Reprovision, Status, build_disallow, build_group,
+    check_id, load_cert,
+};
+use crate::dps::http::HttpOptions;
 use crate::error::{Error, Result};
 
-/// Arguments of `pki enroll`.
-#[derive(Debug, clap::Args)]
-pub struct EnrollArgs {}
+/// How many times `--retry-conflicts` re-reads and re-writes after a 412.
+const CONFLICT_RETRIES: u32 = 5;
 
-pub fn run(_args: EnrollArgs) -> Result<()> {
-    Err(Error::failed("pki enroll is not built yet"))
+/// Create or update an X.509 enrollment group (or show, list, delete, disallow).
+///
+/// With no subcommand: `pki enroll GROUP_ID --cert CA.pem [options]` creates the
+/// group, or updates it keeping every field not given here.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    after_help = "The connection string is read from DPS_CONNECTION_STRING (preferred: \
+command-line arguments are visible to other local users).\n\nExamples:\n  \
+pki enroll line-7 --cert certs/azure-iot-test-only.intermediate.cert.pem\n  \
+pki enroll line-7 --status disabled\n  pki enroll list\n  pki enroll disallow certs/device-0003.cert.pem"
+)]
+pub struct EnrollArgs {
+    #[command(subcommand)]
+    command: Option<EnrollCommand>,
+    #[command(flatten)]
+    group: GroupArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum EnrollCommand {
+    /// Show one enrollment group.
+    Show {
+        /// The enrollment group ID.
+        group_id: String,
+        /// Print the service's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// List every enrollment group (all pages).
+    List {
+        /// Print the service's JSON array.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Delete an enrollment group.
+    Delete {
+        /// The enrollment group ID.
+        group_id: String,
+        /// Delete only if the group's etag is still this one.
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Block one device of a group: a disabled individual enrollment for its certificate.
+    Disallow {
+        /// The device's certificate (its CN is the registration ID).
+        device_cert: PathBuf,
+        /// Accept an expired device certificate.
+        #[arg(long)]
+        allow_expired: bool,
+        /// Print the service's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct GroupArgs {
+    /// The enrollment group ID (letters, digits, - . _ :, at most 128).
+    #[arg(required = true)]
+    group_id: Option<String>,
+    /// Primary signing certificate (root or intermediate CA, PEM or DER; no private key).
+    #[arg(long, value_name = "PEM", conflicts_with = "ca_ref")]
+    cert: Option<PathBuf>,
+    /// Secondary signing certificate.
+    #[arg(long, value_name = "PEM", conflicts_with = "secondary_ca_ref")]
+    secondary_cert: Option<PathBuf>,
+    /// Use a certificate of the DPS certificate store (`pki ca upload`) as primary.
+    #[arg(long, value_name = "NAME")]
+    ca_ref: Option<String>,
+    /// Secondary certificate-store reference.
+    #[arg(long, value_name = "NAME")]
+    secondary_ca_ref: Option<String>,
+    /// Provisioning status.
+    #[arg(long, value_enum)]
+    status: Option<Status>,
+    /// Devices of this group are IoT Edge devices.
+    #[arg(long, conflicts_with = "no_edge")]
+    edge: bool,
+    /// Devices of this group are not IoT Edge devices.
+    #[arg(long)]
+    no_edge: bool,
+    /// IoT hub host name devices may be assigned to (repeat for several).
+    #[arg(long = "iot-hub", value_name = "HOST")]
+    iot_hubs: Vec<String>,
+    /// How DPS picks the hub (hashed when --iot-hub is given without it).
+    #[arg(long, value_enum)]
+    allocation: Option<Allocation>,
+    /// Azure Function URL for --allocation custom.
+    #[arg(long, value_name = "URL")]
+    webhook_url: Option<String>,
+    /// Webhook API version for --allocation custom (default 2019-03-31).
+    #[arg(long, value_name = "VERSION")]
+    webhook_api_version: Option<String>,
+    /// What happens when a device re-provisions.
+    #[arg(long, value_enum)]
+    reprovision: Option<Reprovision>,
+    /// Initial twin: JSON `{"tags":{…},"properties":{"desired":{…}}}`, or @FILE.
+    #[arg(long, value_name = "JSON|@FILE")]
+    initial_twin: Option<String>,
+    /// Update only if the group's etag is this one (`*` forces).
+    #[arg(long, value_name = "ETAG")]
+    if_match: Option<String>,
+    /// If another writer changes the group between read and write, read it again and retry.
+    #[arg(long)]
+    retry_conflicts: bool,
+    /// Accept an expired signing certificate.
+    #[arg(long)]
+    allow_expired: bool,
+    /// Print the JSON body a create would send, and stop (contacts nothing, needs no connection string).
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the service's JSON instead of a summary.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: ConnArgs,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+/// The service connection string.
+#[derive(Debug, clap::Args)]
+pub(super) struct ConnArgs {
+    /// DPS service connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…).
+    #[arg(
+        long,
+        env = "DPS_CONNECTION_STRING",
+        hide_env_values = true,
+        value_name = "STRING"
+    )]
+    connection_string: Option<String>,
+}
+
+impl ConnArgs {
+    fn load(&self) -> Result<ConnectionString> {
+        let s = self.connection_string.as_deref().ok_or_else(|| {
+            Error::input(
+                "no connection string: set DPS_CONNECTION_STRING (from the DPS \"Shared access policies\" page) or pass --connection-string",
+            )
+        })?;
+        ConnectionString::parse(s)
+    }
+}
+
+/// Network options shared by every command that talks to a server.
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct NetArgs {
+    /// Also trust this CA (PEM), e.g. the emulator's TLS CA. (SSL_CERT_FILE, if set, replaces the system trust store.)
+    #[arg(long, value_name = "PEM")]
+    pub(super) ca_file: Option<PathBuf>,
+    /// Attempts per request on throttling (429), 5xx and connection errors.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub(super) attempts: u32,
+    /// Per-request timeout in seconds.
+    #[arg(long = "request-timeout", default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub(super) request_timeout: u64,
+}
+
+impl NetArgs {
+    pub(super) fn options(&self) -> HttpOptions {
+        HttpOptions {
+            ca_file: self.ca_file.clone(),
+            attempts: self.attempts,
+            timeout: Duration::from_secs(self.request_timeout),
+            ..HttpOptions::default()
+        }
+    }
+}
+
+/// Runs a future on a small single-threaded runtime (the CLI is sequential).
+pub(super) fn block_on<F: Future>(f: F) -> Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))?;
+    Ok(rt.block_on(f))
+}
+
+pub(super) fn warn(msg: impl AsRef<str>) {
+    eprintln!("pki: warning: {}", msg.as_ref());
+}
+
+fn print_json(v: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+/// Reads a signing certificate and prints the warnings that do not stop us.
+fn read_signing_cert(path: &Path, allow_expired: bool) -> Result<CertInput> {
+    let what = path.display().to_string();
+    let c = load_cert(&crate::fsio::read_input(path)?, &what, allow_expired)?;
+    if c.count_in_file > 1 {
+        warn(format!(
+            "{what} holds {} certificates; using the first ({})",
+            c.count_in_file, c.subject
+        ));
+    }
+    if !c.is_ca {
+        warn(format!(
+            "{what} ({}) is not a CA certificate (no basicConstraints CA:TRUE); a group certificate should be the root or intermediate that signs the devices",
+            c.subject
+        ));
+    }
+    if c.not_after < time::OffsetDateTime::now_utc() {
+        warn(format!("{what} has expired (--allow-expired)"));
+    }
+    Ok(c)
+}
+
+fn read_twin(arg: &str) -> Result<Value> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => String::from_utf8(crate::fsio::read_input(Path::new(path))?)
+            .map_err(|_| Error::input(format!("{path} is not UTF-8 text")))?,
+        None => arg.to_string(),
+    };
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::input(format!("--initial-twin is not valid JSON: {e}")))?;
+    enrollment::check_initial_twin(&v)?;
+    Ok(v)
+}
+
+pub fn run(args: EnrollArgs) -> Result<()> {
+    match args.command {
+        None => create_or_update(args.group),
+        Some(EnrollCommand::Show {
+            group_id,
+            json,
+            conn,
+            net,
+        }) => {
+            check_id(&group_id, "group ID")?;
+            let client = ServiceClient::new(conn.load()?, net.options())?;
+            match block_on(client.get(Collection::Groups, &group_id))?? {
+                Some(v) if json => print_json(&v),
+                Some(v) => print!("{}", enrollment::summary(&v)),
+                None => {
+                    return Err(Error::Service(format!(
+                        "enrollment group `{group_id}` does not exist"
+                    )));
+                }
+            }
+            Ok(())
+        }
+        Some(EnrollCommand::List { json, conn, net }) => {
+            let client = ServiceClient::new(conn.load()?, net.options())?;
+            let groups = block_on(client.query_all(Collection::Groups))??;
+            if json {
+                print_json(&Value::Array(groups));
+            } else if groups.is_empty() {
+                eprintln!("no enrollment groups");
+            } else {
+                for g in &groups {
+                    println!("{}", list_line(g));
+                }
+            }
+            Ok(())
+        }
+        Some(EnrollCommand::Delete {
+            group_id,
+            if_match,
+            conn,
+            net,
+        }) => {
+            check_id(&group_id, "group ID")?;
+            let client = ServiceClient::new(conn.load()?, net.options())?;
+            let deleted =
+                block_on(client.delete(Collection::Groups, &group_id, if_match.as_deref()))??;
+            if !deleted {
+                return Err(Error::Service(format!(
+                    "enrollment group `{group_id}` does not exist"
+                )));
+            }
+            println!("deleted enrollment group {group_id}");
+            Ok(())
+        }
+        Some(EnrollCommand::Disallow {
+            device_cert,
+            allow_expired,
+            json,
+            conn,
+            net,
+        }) => disallow(&device_cert, allow_expired, json, &conn, &net),
+    }
+}
+
+fn list_line(g: &Value) -> String {
+    let s = |p: &str| g.pointer(p).and_then(Value::as_str);
+    let cert = s("/attestation/x509/signingCertificates/primary/info/subjectName")
+        .map(str::to_string)
+        .or_else(|| s("/attestation/x509/caReferences/primary").map(|r| format!("ref:{r}")))
+        .unwrap_or_else(|| s("/attestation/type").unwrap_or("-").to_string());
+    format!(
+        "{:<32} {:<9} {}",
+        s("/enrollmentGroupId").unwrap_or("?"),
+        s("/provisioningStatus").unwrap_or("enabled"),
+        cert
+    )
+}
+
+fn create_or_update(a: GroupArgs) -> Result<()> {
+    let id = a.group_id.clone().unwrap_or_default();
+    check_id(&id, "group ID")?;
+    if let Some(r) = &a.ca_ref {
+        check_id(r, "--ca-ref name")?;
+    }
+    if let Some(r) = &a.secondary_ca_ref {
+        check_id(r, "--secondary-ca-ref name")?;
+    }
+    let spec = GroupSpec {
+        cert: a
+            .cert
+            .as_deref()
+            .map(|p| read_signing_cert(p, a.allow_expired))
+            .transpose()?,
+        secondary_cert: a
+            .secondary_cert
+            .as_deref()
+            .map(|p| read_signing_cert(p, a.allow_expired))
+            .transpose()?,
+        ca_ref: a.ca_ref.clone(),
+        secondary_ca_ref: a.secondary_ca_ref.clone(),
+        status: a.status,
+        edge: if a.edge {
+            Some(true)
+        } else if a.no_edge {
+            Some(false)
+        } else {
+            None
+        },
+        iot_hubs: a.iot_hubs.clone(),
+        allocation: a.allocation,
+        webhook_url: a.webhook_url.clone(),
+        webhook_api_version: a.webhook_api_version.clone(),
+        reprovision: a.reprovision,
+        initial_twin: a.initial_twin.as_deref().map(read_twin).transpose()?,
+    };
+
+    if a.dry_run {
+        // Never connects: shows the create body. An update would merge these
+        // fields into the stored record instead.
+        let body = build_group(&id, &spec, None)?;
+        print_json(&body);
+        eprintln!(
+            "(dry run: nothing sent; if the group exists, only the fields given here would change)"
+        );
+        return Ok(());
+    }
+
+    let client = ServiceClient::new(a.conn.load()?, a.net.options())?;
+    let (created, stored) = block_on(async {
+        let mut conflicts = 0;
+        loop {
+            let existing = client.get(Collection::Groups, &id).await?;
+            if existing.is_none() && a.if_match.as_deref().is_some_and(|e| e != "*") {
+                return Err(Error::Service(format!(
+                    "enrollment group `{id}` does not exist, so --if-match cannot match; drop --if-match to create it"
+                )));
+            }
+            let body = build_group(&id, &spec, existing.as_ref())?;
+            let etag = a.if_match.clone().or_else(|| {
+                existing.as_ref().map(|e| {
+                    e.get("etag")
+                        .and_then(Value::as_str)
+                        .unwrap_or("*")
+                        .to_string()
+                })
+            });
+            match client
+                .put(Collection::Groups, &id, &body, etag.as_deref())
+                .await?
+            {
+                PutOutcome::Stored(v) => return Ok((existing.is_none(), v)),
+                PutOutcome::Conflict(e) => {
+                    if a.retry_conflicts && a.if_match.is_none() && conflicts < CONFLICT_RETRIES {
+                        conflicts += 1;
+                        eprintln!(
+                            "enrollment group `{id}` changed meanwhile; reading it again (retry {conflicts})"
+                        );
+                        continue;
+                    }
+                    let why = if existing.is_some() {
+                        format!(
+                            "enrollment group `{id}` was changed by another writer after pki read it (its etag no longer matches)"
+                        )
+                    } else {
+                        format!(
+                            "enrollment group `{id}` was created by another writer after pki checked for it"
+                        )
+                    };
+                    let fix = if a.if_match.is_some() {
+                        "read the current etag with `pki enroll show --json`"
+                    } else {
+                        "run again, or pass --retry-conflicts"
+                    };
+                    return Err(Error::Service(format!("{why}: {e}; {fix}")));
+                }
+            }
+        }
+    })??;
+
+    if a.json {
+        print_json(&stored);
+    } else {
+        println!(
+            "{} enrollment group {id}",
+            if created { "created" } else { "updated" }
+        );
+        print!("{}", enrollment::summary(&stored));
+    }
+    Ok(())
+}
+
+fn disallow(
+    path: &Path,
+    allow_expired: bool,
+    json: bool,
+    conn: &ConnArgs,
+    net: &NetArgs,
+) -> Result<()> {
+    let what = path.display().to_string();
+    let cert = load_cert(&crate::fsio::read_input(path)?, &what, allow_expired)?;
+    let reg_id = cert.common_name.clone().ok_or_else(|| {
+        Error::input(format!(
+            "{what} has no subject CN, so it names no registration ID"
+        ))
+    })?;
+    check_id(&reg_id, "registration ID (the certificate's CN)")?;
+    if cert.is_ca {
+        warn(format!(
+            "{what} is a CA certificate; `disallow` blocks one device, give its leaf certificate"
+        ));
+    }
+    let client = ServiceClient::new(conn.load()?, net.options())?;
+    let stored = block_on(async {
+        for _ in 0..=CONFLICT_RETRIES {
+            let existing = client.get(Collection::Individual, &reg_id).await?;
+            let body = build_disallow(&reg_id, &cert, existing.as_ref());
+            let etag = existing.as_ref().map(|e| {
+                e.get("etag")
+                    .and_then(Value::as_str)
+                    .unwrap_or("*")
+                    .to_string()
+            });
+            if let PutOutcome::Stored(v) = client
+                .put(Collection::Individual, &reg_id, &body, etag.as_deref())
+                .await?
+            {
+                return Ok(v);
+            }
+        }
+        Err(Error::Service(format!(
+            "the individual enrollment `{reg_id}` kept changing while pki wrote it; run again"
+        )))
+    })??;
+    if json {
+        print_json(&stored);
+    } else {
+        println!("disallowed device {reg_id} (disabled individual enrollment)");
+        print!("{}", enrollment::summary(&stored));
+    }
+    Ok(())
 }

@@ -1,13 +1,108 @@
-//! `pki inspect`.
-//!
-//! Work in progress: see the issue tracker.
+//! `pki inspect`: show certificates, or check a device chain against DPS's rules.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
 
 use crate::error::{Error, Result};
+use crate::fsio::read_input_or_stdin;
+use crate::inspect::{CertInfo, check_chain, read_certificates};
 
 /// Arguments of `pki inspect`.
-#[derive(Debug, clap::Args)]
-pub struct InspectArgs {}
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  Every certificate in a bundle, with DPS-style thumbprints:
+    pki inspect certs/device-0001-full-chain.cert.pem
+  Check a device chain the way DPS will (order, signatures, validity, CN):
+    pki inspect --chain certs/device-0001-full-chain.cert.pem --root certs/azure-iot-test-only.root.ca.cert.pem
+  For scripts:
+    pki inspect --json certs/azure-iot-test-only.root.ca.cert.pem | jq -r '.[0].sha256Thumbprint'
 
-pub fn run(_args: InspectArgs) -> Result<()> {
-    Err(Error::failed("pki inspect is not built yet"))
+Exit codes: 0 fine, 1 a --chain check failed, 2 unreadable or non-certificate input.")]
+pub struct InspectArgs {
+    /// PEM bundles or DER files (`-` for stdin).
+    #[arg(value_name = "FILE", required_unless_present = "chain")]
+    pub files: Vec<PathBuf>,
+
+    /// Check this full chain (leaf → intermediates → root) against DPS's rules.
+    #[arg(long, value_name = "FULLCHAIN")]
+    pub chain: Option<PathBuf>,
+
+    /// The trusted root for --chain (when the chain file does not end with it).
+    #[arg(long, value_name = "ROOT", requires = "chain")]
+    pub root: Option<PathBuf>,
+
+    /// JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: InspectArgs) -> Result<()> {
+    if let Some(chain) = &args.chain {
+        return run_chain(chain, args.root.as_ref(), args.json);
+    }
+    let mut infos = Vec::new();
+    for file in &args.files {
+        let what = file.display().to_string();
+        for der in read_certificates(&read_input_or_stdin(file)?, &what)? {
+            infos.push((what.clone(), CertInfo::from_der(&der, &what)?));
+        }
+    }
+    if args.json {
+        let list: Vec<_> = infos.iter().map(|(_, i)| i).collect();
+        println!("{}", to_json(&list)?);
+    } else {
+        for (n, (file, info)) in infos.iter().enumerate() {
+            if n > 0 {
+                println!();
+            }
+            println!("== {file} [{}]", n + 1);
+            print!("{}", info.render());
+        }
+    }
+    Ok(())
+}
+
+fn run_chain(chain: &Path, root: Option<&PathBuf>, json: bool) -> Result<()> {
+    let what = chain.display().to_string();
+    let certs = read_certificates(&read_input_or_stdin(chain)?, &what)?;
+    let root_der = match root {
+        Some(r) => {
+            Some(read_certificates(&read_input_or_stdin(r)?, &r.display().to_string())?.remove(0))
+        }
+        None => None,
+    };
+    let checks = check_chain(&certs, root_der.as_deref())?;
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if json {
+        println!("{}", to_json(&checks)?);
+    } else {
+        for c in &checks {
+            match &c.problem {
+                None => println!("ok    {}", c.check),
+                Some(p) => println!("FAIL  {}\n      {p}", c.check),
+            }
+        }
+        println!(
+            "{}",
+            if failed == 0 {
+                format!(
+                    "{what}: DPS will accept this chain ({} checks passed)",
+                    checks.len()
+                )
+            } else {
+                format!("{what}: {failed} of {} checks failed", checks.len())
+            }
+        );
+    }
+    if failed > 0 {
+        return Err(Error::failed(format!(
+            "{failed} chain check(s) failed for {what}"
+        )));
+    }
+    Ok(())
+}
+
+fn to_json(v: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string_pretty(v).map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))
 }

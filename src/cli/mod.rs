@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::error::Error;
 
 mod ca;
+mod ca_select;
 mod chain;
 mod device;
 mod emulator;

@@ -1,7 +1,11 @@
-//! Talking DPS: the connection string, SAS tokens and (in `client`) the
-//! REST client used by `pki enroll`, `pki register` and `pki ca`.
+//! Talking DPS: the connection string, SAS tokens and the REST clients used
+//! by `pki enroll`, `pki register` and `pki ca`.
 //!
 //! `../shared/reference/dps-protocol.md` is the wire contract.
 
+pub mod arm;
+pub mod client;
 pub mod connection_string;
+pub mod enrollment;
+pub mod http;
 pub mod sas;

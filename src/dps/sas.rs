@@ -173,13 +173,13 @@ pub fn verify_service(
     now_unix: u64,
 ) -> Result<Token, SasError> {
     let token = Token::parse(header.ok_or(SasError::Missing)?)?;
-    if let Some(skn) = &token.skn {
-        if !skn.eq_ignore_ascii_case(policy) {
-            return Err(SasError::WrongPolicy {
-                found: skn.clone(),
-                expected: policy.to_string(),
-            });
-        }
+    if let Some(skn) = &token.skn
+        && !skn.eq_ignore_ascii_case(policy)
+    {
+        return Err(SasError::WrongPolicy {
+            found: skn.clone(),
+            expected: policy.to_string(),
+        });
     }
     token.verify(keys_b64, now_unix)?;
     let bare = host

@@ -1,0 +1,379 @@
+//! Shared helpers for the `client_*` integration tests: a tiny scripted
+//! HTTPS server (for fault injection the emulator cannot easily produce:
+//! 429s, 500s, races, wrong keys), throw-away CA chains written in
+//! `pki chain new`'s layout, and a runner for the built `pki` binary that
+//! checks the connection string's key never shows up in its output.
+//!
+//! The server speaks just enough HTTP/1.1: one request per connection
+//! (`Connection: close`), bodies by `Content-Length`.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use pki::issue::{Ca, IssuedCert, issue};
+use pki::keys::{KeyType, private_key_pem};
+use pki::profile::Profile;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The service key used by every test connection string. Tests assert it
+/// never appears in `pki`'s output.
+pub const KEY: &str = "dGVzdC1vbmx5LWtleS1kby1ub3QtdXNlLTAxMjM0NTY3ODk=";
+pub const POLICY: &str = "provisioningserviceowner";
+
+pub fn connection_string(host: &str) -> String {
+    format!("HostName={host};SharedAccessKeyName={POLICY};SharedAccessKey={KEY}")
+}
+
+/// A request as the fake server saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Lower-cased header names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+    /// Certificates the client presented (device registration).
+    pub peer_certs: usize,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+}
+
+/// A scripted reply.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: serde_json::Value) -> Reply {
+        Reply {
+            status,
+            headers: vec![(
+                "Content-Type".into(),
+                "application/json; charset=utf-8".into(),
+            )],
+            body: body.to_string(),
+        }
+    }
+    pub fn with(mut self, k: &str, v: &str) -> Reply {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+    pub fn dps_error(status: u16, code: u32, message: &str) -> Reply {
+        Reply::json(
+            status,
+            serde_json::json!({"errorCode": code, "trackingId": "track-123", "message": message,
+                "timestampUtc": "2025-01-01T00:00:00.0000000Z"}),
+        )
+    }
+}
+
+type Handler = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
+
+/// A running fake HTTPS server.
+pub struct Fake {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// The CA that signed the server's certificate (for `--ca-file`).
+    pub ca_file: PathBuf,
+    _dir: tempfile::TempDir,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Fake {
+    /// Starts a server on 127.0.0.1:0 whose replies come from `handler`
+    /// (given the request and its 0-based index). `client_roots`: CA
+    /// certificates (DER) accepted for optional TLS client authentication.
+    pub fn start(
+        client_roots: Vec<Vec<u8>>,
+        handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
+    ) -> Fake {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::create(
+            &Profile::RootCa { path_len: 0 },
+            "Fake DPS TLS CA",
+            2,
+            KeyType::EcP256.generate().unwrap(),
+            None,
+        )
+        .unwrap();
+        let key = KeyType::EcP256.generate().unwrap();
+        let cert = issue(
+            &Profile::TlsServer {
+                names: vec!["localhost".into(), "127.0.0.1".into()],
+            },
+            "localhost",
+            2,
+            &key,
+            Some(&ca),
+        )
+        .unwrap();
+        let ca_file = dir.path().join("tls-ca.pem");
+        std::fs::write(&ca_file, &ca.cert.pem).unwrap();
+
+        let verifier = if client_roots.is_empty() {
+            rustls::server::WebPkiClientVerifier::no_client_auth()
+        } else {
+            let mut roots = rustls::RootCertStore::empty();
+            for r in client_roots {
+                roots.add(r.into()).unwrap();
+            }
+            rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                .allow_unauthenticated()
+                .build()
+                .unwrap()
+        };
+        let config = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![cert.der.clone().into()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialized_der().to_vec().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let handler: Arc<Handler> = Arc::new(handler);
+        let seen2 = seen.clone();
+        rt.spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                let seen = seen2.clone();
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let peer_certs = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .map(|c| c.len())
+                        .unwrap_or(0);
+                    let Some(req) = read_request(&mut tls, peer_certs).await else {
+                        return;
+                    };
+                    let index = {
+                        let mut s = seen.lock().unwrap();
+                        s.push(req.clone());
+                        s.len() - 1
+                    };
+                    let reply = handler(&req, index);
+                    let mut out = format!("HTTP/1.1 {} X\r\n", reply.status);
+                    for (k, v) in &reply.headers {
+                        out.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    out.push_str(&format!(
+                        "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+                        reply.body.len(),
+                        reply.body
+                    ));
+                    let _ = tls.write_all(out.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        Fake {
+            addr,
+            seen,
+            ca_file,
+            _dir: dir,
+            _rt: rt,
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.addr.port())
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn read_request<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    peer_certs: usize,
+) -> Option<Seen> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let method = first.next()?.to_string();
+    let target = first.next()?.to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < len {
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some(Seen {
+        method,
+        target,
+        headers,
+        body,
+        at: Instant::now(),
+        peer_certs,
+    })
+}
+
+/// Runs the built `pki` with `args` and extra environment, and asserts the
+/// service key never appears in stdout or stderr.
+pub fn pki(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pki"));
+    cmd.args(args).env_remove("DPS_CONNECTION_STRING");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !all.contains(KEY) && !all.contains(KEY.trim_end_matches('=')),
+        "the service key leaked into pki's output:\n{all}"
+    );
+    out
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A root → intermediate → devices chain in `pki chain new`'s layout.
+pub struct Chain {
+    pub dir: PathBuf,
+    pub root: Ca,
+    pub intermediate: Ca,
+}
+
+impl Chain {
+    pub fn root_cert(&self) -> PathBuf {
+        self.dir.join("certs/azure-iot-test-only.root.ca.cert.pem")
+    }
+    pub fn intermediate_cert(&self) -> PathBuf {
+        self.dir
+            .join("certs/azure-iot-test-only.intermediate.cert.pem")
+    }
+    pub fn device_chain(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("certs/{id}-full-chain.cert.pem"))
+    }
+    pub fn device_cert(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("certs/{id}.cert.pem"))
+    }
+    pub fn device_key(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("private/{id}.key.pem"))
+    }
+
+    /// Makes a chain with the given devices under `dir`.
+    pub fn make(dir: &Path, name: &str, devices: &[&str]) -> Chain {
+        std::fs::create_dir_all(dir.join("certs")).unwrap();
+        std::fs::create_dir_all(dir.join("private")).unwrap();
+        let rk = KeyType::EcP256.generate().unwrap();
+        let rk_pem = private_key_pem(&rk, None).unwrap();
+        let root = Ca::create(
+            &Profile::RootCa { path_len: 1 },
+            &format!("{name} Root"),
+            30,
+            rk,
+            None,
+        )
+        .unwrap();
+        let ik = KeyType::EcP256.generate().unwrap();
+        let ik_pem = private_key_pem(&ik, None).unwrap();
+        let intermediate = Ca::create(
+            &Profile::IntermediateCa { path_len: 0 },
+            &format!("{name} Intermediate"),
+            30,
+            ik,
+            Some(&root),
+        )
+        .unwrap();
+        let w = |p: &str, s: &str| std::fs::write(dir.join(p), s).unwrap();
+        w("certs/azure-iot-test-only.root.ca.cert.pem", &root.cert.pem);
+        w("private/azure-iot-test-only.root.ca.key.pem", &rk_pem);
+        w(
+            "certs/azure-iot-test-only.intermediate.cert.pem",
+            &intermediate.cert.pem,
+        );
+        w("private/azure-iot-test-only.intermediate.key.pem", &ik_pem);
+        for id in devices {
+            let k = KeyType::EcP256.generate().unwrap();
+            let c: IssuedCert = issue(&Profile::Device, id, 30, &k, Some(&intermediate)).unwrap();
+            w(&format!("certs/{id}.cert.pem"), &c.pem);
+            w(
+                &format!("certs/{id}-full-chain.cert.pem"),
+                &format!("{}{}{}", c.pem, intermediate.cert.pem, root.cert.pem),
+            );
+            w(
+                &format!("private/{id}.key.pem"),
+                &private_key_pem(&k, None).unwrap(),
+            );
+        }
+        Chain {
+            dir: dir.to_path_buf(),
+            root,
+            intermediate,
+        }
+    }
+}
