@@ -55,8 +55,16 @@ fn sas(t: &Target) -> String {
     .unwrap()
 }
 
+/// The client's crypto: aws-lc-rs offering X25519 and P-256 key exchange,
+/// like the devices and SDKs it stands for (OpenSSL 3.0 in Node 20, embedded
+/// TLS stacks), rather than rustls's default post-quantum hybrid first.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    let mut p = rustls::crypto::aws_lc_rs::default_provider();
+    p.kx_groups = vec![
+        rustls::crypto::aws_lc_rs::kx_group::X25519,
+        rustls::crypto::aws_lc_rs::kx_group::SECP256R1,
+    ];
+    Arc::new(p)
 }
 
 fn client_config(
