@@ -226,7 +226,7 @@ async fn seed(t: &Arc<Target>, from: usize, to: usize, ca_pems: &Arc<Vec<String>
     }
 }
 
-async fn query_cost(t: &Target, label: &str) {
+async fn query_cost(t: &Target, label: &str, deep_after: &str) {
     let mut conn = connect(t, client_config(&t.roots, None)).await;
     let auth = sas(t);
     let n = 300;
@@ -244,10 +244,10 @@ async fn query_cost(t: &Target, label: &str) {
         assert_eq!(s, 200);
     }
     let first = t0.elapsed().as_secs_f64() * 1000.0 / f64::from(n);
-    // A page deep in the chain: continue after group-00900 (ids sort by number).
+    // A page deep in the chain: continue after `deep_after` (ids sort by number).
     let token = base64::Engine::encode(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        "group-00900",
+        deep_after,
     );
     let t0 = Instant::now();
     for _ in 0..n {
@@ -257,7 +257,7 @@ async fn query_cost(t: &Target, label: &str) {
     }
     let deep = t0.elapsed().as_secs_f64() * 1000.0 / f64::from(n);
     println!(
-        "query, 100-item page, {label}: first page {first:.2} ms, page after group-00900 {deep:.2} ms (mean of {n})"
+        "query, 100-item page, {label}: first page {first:.2} ms, page after {deep_after} {deep:.2} ms (mean of {n})"
     );
 }
 
@@ -350,7 +350,7 @@ fn main() {
         let t0 = Instant::now();
         seed(&t, 0, 1_000, &cas).await;
         println!("stored 1,000 groups in {:.1} s", t0.elapsed().as_secs_f64());
-        query_cost(&t, "1,000 groups stored").await;
+        query_cost(&t, "1,000 groups stored", "group-00899").await;
         let t0 = Instant::now();
         seed(&t, 1_000, GROUPS, &cas).await;
         println!(
@@ -358,7 +358,7 @@ fn main() {
             t0.elapsed().as_secs_f64(),
             9_000.0 / t0.elapsed().as_secs_f64()
         );
-        query_cost(&t, "10,000 groups stored").await;
+        query_cost(&t, "10,000 groups stored", "group-09899").await;
 
         // X.509 registrations, fresh TLS handshake each.
         let (tt, dd) = (t.clone(), devices.clone());
