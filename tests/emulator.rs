@@ -1107,3 +1107,80 @@ fn sigterm_shuts_down_cleanly() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[tokio::test]
+async fn bulk_operations_and_individual_enrollment_queries() {
+    let dir = tmp();
+    let emu = Emulator::start(dir.path(), &["--in-memory"]);
+    let c = emu.client(None);
+    let sk = |id: &str| json!({"registrationId": id, "attestation": {"type": "symmetricKey"}});
+    let bulk = json!({"mode": "create", "enrollments": [sk("bulk-1"), sk("bulk-2")]});
+    let (s, _, body) = call(
+        &emu,
+        &c,
+        Method::POST,
+        "/enrollments",
+        &[],
+        Some(bulk.to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(j(&body)["isSuccessful"], true, "{body}");
+    // Creating again reports a per-item 409201, still HTTP 200.
+    let (s, _, body) = call(
+        &emu,
+        &c,
+        Method::POST,
+        "/enrollments",
+        &[],
+        Some(bulk.to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let v = j(&body);
+    assert_eq!(v["isSuccessful"], false);
+    assert_eq!(v["errors"][0]["errorCode"], 409201, "{body}");
+    assert_eq!(v["errors"][0]["registrationId"], "bulk-1");
+    // More than 10 items is refused.
+    let many: Vec<Value> = (0..11).map(|i| sk(&format!("m-{i}"))).collect();
+    let (s, _, _) = call(
+        &emu,
+        &c,
+        Method::POST,
+        "/enrollments",
+        &[],
+        Some(json!({"mode":"create","enrollments": many}).to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Query of individual enrollments: item type Enrollment, keys returned.
+    let (s, h, body) = call(
+        &emu,
+        &c,
+        Method::POST,
+        "/enrollments/query",
+        &[],
+        Some(r#"{"query":"SELECT *"}"#.into()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["x-ms-item-type"], "Enrollment");
+    let items = j(&body);
+    assert_eq!(items.as_array().unwrap().len(), 2);
+    assert!(items[0]["attestation"]["symmetricKey"]["primaryKey"].is_string());
+    assert!(h.get("x-ms-continuation").is_none());
+    // Bulk delete.
+    let del = json!({"mode": "delete", "enrollments": [sk("bulk-1"), sk("bulk-2")]});
+    let (_, _, body) = call(
+        &emu,
+        &c,
+        Method::POST,
+        "/enrollments",
+        &[],
+        Some(del.to_string()),
+    )
+    .await;
+    assert_eq!(j(&body)["isSuccessful"], true, "{body}");
+    let (_, _, body) = call(&emu, &c, Method::POST, "/enrollments/query", &[], None).await;
+    assert_eq!(body, "[]");
+}
