@@ -1184,3 +1184,130 @@ async fn bulk_operations_and_individual_enrollment_queries() {
     let (_, _, body) = call(&emu, &c, Method::POST, "/enrollments/query", &[], None).await;
     assert_eq!(body, "[]");
 }
+
+/// A service SAS token for resource `host` (as a client of that host name signs it).
+fn sas_for(emu: &Emulator, host: &str) -> String {
+    pki::dps::sas::create_token(
+        host,
+        &emu.key,
+        Some("provisioningserviceowner"),
+        4_000_000_000,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn new_hostnames_reissue_the_server_certificate_under_the_same_ca() {
+    let dir = tmp();
+    let first = Emulator::start(
+        dir.path(),
+        &["--in-memory", "--hostname", "dps-one.example"],
+    );
+    let ca1 = std::fs::read(first.info["caFile"].as_str().unwrap()).unwrap();
+    drop(first);
+    let emu = Emulator::start(
+        dir.path(),
+        &["--in-memory", "--hostname", "dps-two.example"],
+    );
+    let ca2 = std::fs::read(emu.info["caFile"].as_str().unwrap()).unwrap();
+    assert_eq!(ca1, ca2, "the CA clients trust does not change");
+    for name in ["dps-one.example", "dps-two.example", "localhost"] {
+        let c = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca2).unwrap()])
+            .resolve(name, emu.addr)
+            .build()
+            .unwrap();
+        let r = c
+            .post(format!(
+                "https://{name}:{}/enrollmentGroups/query?{SERVICE_API}",
+                emu.addr.port()
+            ))
+            .header("authorization", sas_for(&emu, name))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.status(), StatusCode::OK, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn garbage_requests_never_take_the_server_down() {
+    let dir = tmp();
+    let emu = Emulator::start(dir.path(), &["--in-memory"]);
+    let c = emu.client(None);
+    let scope = emu.id_scope();
+    // A small deterministic generator: no extra dependency, reproducible failures.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let paths = [
+        "/enrollmentGroups/g".to_string(),
+        "/enrollmentGroups/query".into(),
+        "/enrollments/e".into(),
+        "/enrollments".into(),
+        "/registrations/r/query".into(),
+        format!("/{scope}/registrations/d/register"),
+        format!("/{scope}/registrations/d/operations/x"),
+        "/subscriptions/s/resourceGroups/r/providers/Microsoft.Devices/provisioningServices/p/certificates/c/verify".into(),
+        "/%ff%fe/%00".into(),
+    ];
+    let bodies = [
+        "",
+        "{}",
+        "[]",
+        "null",
+        "\"x\"",
+        "{\"attestation\":7}",
+        "{\"attestation\":{\"type\":\"x509\",\"x509\":{}}}",
+        "{\"attestation\":{\"type\":\"x509\",\"x509\":{\"signingCertificates\":{\"primary\":{}}}}}",
+        "{\"enrollmentGroups\":[{}],\"mode\":\"create\"}",
+        "{\"properties\":{\"certificate\":\"AAAA\"}}",
+        "{\"certificate\":\"-----BEGIN CERTIFICATE-----\\nAAAA\\n-----END CERTIFICATE-----\"}",
+        "\u{0}\u{1}\u{2}",
+    ];
+    let methods = [
+        Method::GET,
+        Method::PUT,
+        Method::POST,
+        Method::DELETE,
+        Method::PATCH,
+    ];
+    for _ in 0..300 {
+        let path = &paths[(next() % paths.len() as u64) as usize];
+        let body = bodies[(next() % bodies.len() as u64) as usize];
+        let method = methods[(next() % methods.len() as u64) as usize].clone();
+        let auth = if next() % 2 == 0 {
+            emu.sas()
+        } else {
+            "Bearer t".into()
+        };
+        // Each API with an api-version it accepts, so requests reach the handlers.
+        let version = if path.starts_with("/subscriptions") {
+            "2022-02-05"
+        } else {
+            "2021-10-01"
+        };
+        let r = c
+            .request(
+                method.clone(),
+                emu.url(&format!("{path}?api-version={version}")),
+            )
+            .header("authorization", auth)
+            .header("if-match", "*")
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} {body:?}: {e}"));
+        assert!(
+            r.status().as_u16() < 500,
+            "{method} {path} {body:?}: {}",
+            r.status()
+        );
+    }
+    let (s, _, _) = call(&emu, &c, Method::POST, "/enrollmentGroups/query", &[], None).await;
+    assert_eq!(s, StatusCode::OK);
+}
