@@ -273,7 +273,14 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Child(
         std::process::Command::new(env!("CARGO_BIN_EXE_pki"))
-            .args(["emulator", "--json", "--listen", "127.0.0.1:0", "--data"])
+            .args([
+                "emulator",
+                "--json",
+                "--quiet",
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
             .arg(dir.path().join("data"))
             .stdout(std::process::Stdio::piped())
             .spawn()

@@ -51,6 +51,9 @@ pub struct EmulatorArgs {
     /// Also require a verified CA (from the certificate store) in every device chain.
     #[arg(long)]
     pub require_verified_ca: bool,
+    /// Do not log refused requests and registrations on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Print one JSON object (connectionString, idScope, caFile, listen, serviceHost) on stdout.
     #[arg(long)]
     pub json: bool,
@@ -67,6 +70,7 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
         id_scope: args.id_scope,
         iot_hubs: args.iot_hubs,
         require_verified_ca: args.require_verified_ca,
+        log: !args.quiet,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -102,7 +102,23 @@ async fn register(state: &State, req: &Req, reg: &str) -> ApiResult<Response<Bod
     }
     let attested = authenticate(state, req, reg)?;
     let credential = attested.credential.clone();
+    let describe = attested.enrollment.describe();
     let reg_state = assign(state, reg, attested, payload).await?;
+    if state.log {
+        super::log_line(&format!(
+            "registration `{reg}` via {describe}: {}{}",
+            reg_state.status,
+            reg_state
+                .assigned_hub
+                .as_deref()
+                .map(|h| format!(" to {h}"))
+                .or_else(|| reg_state
+                    .error_message
+                    .as_deref()
+                    .map(|m| format!(" ({m})")))
+                .unwrap_or_default()
+        ));
+    }
     let op_id = format!("5.{}.{}", hex_lower(&random_bytes::<8>()), random_uuid());
     if let Ok(mut ops) = state.operations.lock() {
         ops.insert(

@@ -77,6 +77,8 @@ pub struct Options {
     pub iot_hubs: Vec<String>,
     /// Require a verified CA certificate (certificate store) in every device chain.
     pub require_verified_ca: bool,
+    /// Print one stderr line per refused request and per registration.
+    pub log: bool,
 }
 
 /// Settings kept in `<data>/emulator.json` (mode 0600: it holds the SAS key).
@@ -121,6 +123,7 @@ pub struct State {
     pub id_scope: String,
     pub iot_hubs: Vec<String>,
     pub require_verified_ca: bool,
+    pub log: bool,
     pub operations: Mutex<Operations>,
 }
 
@@ -218,6 +221,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         id_scope: settings.id_scope,
         iot_hubs: opts.iot_hubs.clone(),
         require_verified_ca: opts.require_verified_ca,
+        log: opts.log,
         operations: Mutex::new(Operations::default()),
     });
     Ok(Prepared {
@@ -226,6 +230,11 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         tls,
         state,
     })
+}
+
+/// One log line on stderr, with a UTC timestamp.
+pub fn log_line(text: &str) {
+    eprintln!("{} pki emulator: {text}", model::now_utc_string());
 }
 
 fn valid_id_scope(s: &str) -> bool {

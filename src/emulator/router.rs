@@ -93,9 +93,18 @@ pub async fn handle(
     peer: PeerChain,
     req: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
+    // Path only: query strings may carry tokens on other services, and are never needed here.
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let log = state.log;
     match parse_and_dispatch(state, peer, req).await {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            if log {
+                // Messages name the failed check and never contain keys or signatures.
+                super::log_line(&format!("{method} {path} -> {e}"));
+            }
+            e.into_response()
+        }
     }
 }
 

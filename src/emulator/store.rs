@@ -72,6 +72,17 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database file at `path`.
     pub fn open(path: &Path) -> crate::Result<Store> {
+        // The database holds symmetric keys: owner-only, like the other secrets in --data.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path);
+        }
         let db = Database::create(path).map_err(|e| {
             crate::Error::failed(format!(
                 "cannot open the emulator database {}: {e}",

@@ -37,7 +37,9 @@ impl Emulator {
     pub fn start_on(data: &Path, listen: &str, extra: &[&str]) -> Emulator {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut child = Command::new(env!("CARGO_BIN_EXE_pki"))
-            .args(["emulator", "--json", "--listen", listen, "--data"])
+            .args([
+                "emulator", "--json", "--quiet", "--listen", listen, "--data",
+            ])
             .arg(data)
             .args(extra)
             .stdout(Stdio::piped())
