@@ -8,6 +8,9 @@
 //! and package-lock.json are committed; CI runs `npm ci --prefix tests/node`,
 //! and this test runs `npm ci` itself when node_modules is missing).
 //!
+//! One device chain comes from `pki chain new` (the tutorial flow), one from
+//! the openssl CLI, the rest from the library.
+//!
 //! Set PKI_SKIP_NODE_TESTS=1 to skip (for example without root).
 
 mod emulator_support;
@@ -240,6 +243,30 @@ async fn official_node_sdks_against_the_emulator_on_port_443() {
     assert_eq!(v["result"]["deviceId"], "node-device-01", "{v}");
     assert_eq!(
         v["result"]["x509"]["enrollmentGroupId"], "node-devices",
+        "{v}"
+    );
+
+    // A chain made by `pki chain new` (the tutorial's flow): group on its root,
+    // the device sends its full chain.
+    let out = Command::new(env!("CARGO_BIN_EXE_pki"))
+        .args(["chain", "new", "--out"])
+        .arg(&work)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pki chain new: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root =
+        std::fs::read_to_string(work.join("certs/azure-iot-test-only.root.ca.cert.pem")).unwrap();
+    put_group(&emu, "node-pki-chain", &root, "enabled").await;
+    let full = std::fs::read_to_string(work.join("certs/device-0001-full-chain.cert.pem")).unwrap();
+    let key = std::fs::read_to_string(work.join("private/device-0001.key.pem")).unwrap();
+    let v = device(&emu, &work, "device-0001", &full, &key);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(
+        v["result"]["x509"]["enrollmentGroupId"], "node-pki-chain",
         "{v}"
     );
 
