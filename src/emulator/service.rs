@@ -102,6 +102,8 @@ pub trait Record: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     fn redacted(&self) -> Self;
     /// Read-only fields that clients may send back and that are never stored.
     fn clear_read_only(&mut self) {}
+    /// Shows the device's registration state (individual enrollments only).
+    fn set_registration_state(&mut self, _state: RegistrationState) {}
     /// Keeps index tables in step with a write (`new` None = delete).
     fn reindex(
         txn: &WriteTransaction,
@@ -204,6 +206,9 @@ impl Record for IndividualEnrollment {
     fn clear_read_only(&mut self) {
         self.registration_state = None;
     }
+    fn set_registration_state(&mut self, state: RegistrationState) {
+        self.registration_state = Some(state);
+    }
     fn reindex(
         _: &WriteTransaction,
         _: &str,
@@ -296,14 +301,7 @@ fn attach_registration_state<R: Record>(state: &State, key: &str, out: &mut R) -
     if let Some(reg) = get_json::<RegistrationState>(&t, key).map_err(store_error)?
         && reg.group_id().is_none()
     {
-        let mut v = serde_json::to_value(&*out).map_err(|e| ApiError::internal(e.to_string()))?;
-        if let Some(obj) = v.as_object_mut() {
-            obj.insert(
-                "registrationState".into(),
-                serde_json::to_value(reg).unwrap_or_default(),
-            );
-        }
-        *out = serde_json::from_value(v).map_err(|e| ApiError::internal(e.to_string()))?;
+        out.set_registration_state(reg);
     }
     Ok(())
 }
