@@ -114,6 +114,7 @@ pub struct Prepared {
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     state: Arc<State>,
+    signals: Signals,
 }
 
 /// Shared state of a running emulator.
@@ -229,6 +230,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         listener,
         tls,
         state,
+        signals: Signals::register()?,
     })
 }
 
@@ -345,12 +347,13 @@ pub async fn serve(prepared: Prepared) -> Result<()> {
         listener,
         tls,
         state,
+        signals,
         ..
     } = prepared;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let active = Arc::new(AtomicUsize::new(0));
-    let shutdown = shutdown_signal();
+    let shutdown = signals.wait();
     tokio::pin!(shutdown);
     loop {
         let (tcp, _) = tokio::select! {
@@ -417,24 +420,39 @@ async fn serve_connection(
     }
 }
 
-async fn shutdown_signal() {
+/// Ctrl-C and SIGTERM listeners, registered before the start-up line is
+/// printed: a supervisor may signal as soon as it has read that line, and a
+/// handler installed later would let the default action kill the process.
+struct Signals {
     #[cfg(unix)]
-    {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = term => {}
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let err =
+                |e: std::io::Error| Error::failed(format!("cannot install signal handlers: {e}"));
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt()).map_err(err)?,
+                terminate: signal(SignalKind::terminate()).map_err(err)?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
 }
