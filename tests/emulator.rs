@@ -1311,3 +1311,69 @@ async fn garbage_requests_never_take_the_server_down() {
     let (s, _, _) = call(&emu, &c, Method::POST, "/enrollmentGroups/query", &[], None).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn ca_references_and_broken_chains() {
+    let dir = tmp();
+    let emu = Emulator::start(dir.path(), &["--in-memory"]);
+    let c = emu.client(None);
+    let chain = TestChain::new("Referenced");
+    // The CA lives in the certificate store (verified on upload); the group refers to it by name.
+    let r = c
+        .put(emu.url("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Devices/provisioningServices/dps/certificates/ref-root?api-version=2021-10-15"))
+        .header("authorization", "Bearer t")
+        .header("content-type", "application/json")
+        .body(json!({"properties": {"certificate": chain.root.cert.pem, "isVerified": true}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let group = json!({"enrollmentGroupId": "by-reference",
+        "attestation": {"type": "x509", "x509": {"caReferences": {"primary": "ref-root"}}}});
+    let (s, _, body) = call(
+        &emu,
+        &c,
+        Method::PUT,
+        "/enrollmentGroups/by-reference",
+        &[],
+        Some(group.to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(
+        j(&body)["attestation"]["x509"]["caReferences"],
+        json!({"primary": "ref-root"})
+    );
+    let (identity, _) = chain.device("ref-device");
+    let (s, v) = register(&emu, &identity, "ref-device").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["registrationState"]["x509"]["enrollmentGroupId"], "by-reference",
+        "{v}"
+    );
+
+    // Leaf followed by somebody else's intermediate: the broken link is named.
+    let other = TestChain::new("Elsewhere");
+    let key = pki::keys::KeyType::EcP256.generate().unwrap();
+    let leaf = pki::issue::issue(
+        &pki::profile::Profile::Device,
+        "mixed-device",
+        5,
+        &key,
+        Some(&chain.intermediate),
+    )
+    .unwrap();
+    let mixed = format!(
+        "{}{}{}",
+        pki::keys::private_key_pem(&key, None).unwrap(),
+        leaf.pem,
+        other.intermediate.cert.pem
+    );
+    let (s, v) = register(&emu, &mixed, "mixed-device").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    let m = v["message"].as_str().unwrap();
+    assert!(
+        m.contains("certificate #0") && m.contains("but the next certificate in the chain is"),
+        "{m}"
+    );
+}
