@@ -5,7 +5,7 @@
 # one run. Both talk HTTPS to the same emulator on 127.0.0.1.
 #
 # Needs: a release build (cargo build --release), node, and
-#   npm install --prefix tests/node azure-iot-provisioning-service
+#   npm ci --prefix tests/node
 # Usage: benches/enroll.sh [RUNS]   (default 20 runs each, interleaved)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ RUNS=${1:-20}
 PKI=${PKI:-target/release/pki}
 [ -x "$PKI" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 [ -d tests/node/node_modules/azure-iot-provisioning-service ] || {
-  echo "npm install --prefix tests/node azure-iot-provisioning-service" >&2; exit 2; }
+  echo "npm ci --prefix tests/node" >&2; exit 2; }
 
 WORK=$(mktemp -d)
 EMU_PID=

@@ -13,6 +13,7 @@
 //! check the key never appears in its output.
 
 mod client_support;
+mod node_support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -232,24 +233,6 @@ fn tutorial_flow_provisions_a_device_and_refuses_a_stranger() {
     assert_eq!(out.status.code(), Some(1));
 }
 
-fn node_ready() -> bool {
-    let module = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/node/node_modules/azure-iot-provisioning-service");
-    let ok = module.exists()
-        && Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("PKI_REQUIRE_NODE").is_err(),
-            "node or azure-iot-provisioning-service missing: npm install --prefix tests/node azure-iot-provisioning-service"
-        );
-        eprintln!("skipped: node or azure-iot-provisioning-service missing");
-    }
-    ok
-}
-
 fn node(emu: &Emulator, args: &[&str]) -> Value {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
     // The SDK dials 443: HostName without the port, the preload redirects.
@@ -278,7 +261,7 @@ fn node(emu: &Emulator, args: &[&str]) -> Value {
 
 #[test]
 fn interop_with_the_node_service_sdk_both_ways() {
-    if !node_ready() {
+    if !node_support::ensure_node_modules() {
         return;
     }
     let emu = Emulator::start(&[]);

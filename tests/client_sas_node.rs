@@ -2,9 +2,9 @@
 //! official Node SDK (`azure-iot-common` `SharedAccessSignature.create`, what
 //! `azure-iot-provisioning-service` signs with) makes, field for field.
 //!
-//! Needs `node` and `npm install --prefix tests/node azure-iot-common`.
-//! Without them the test says so and passes, unless `PKI_REQUIRE_NODE=1`
-//! (set in CI) makes their absence a failure.
+//! Needs Node.js; the packages come from tests/node (see tests/node_support).
+
+mod node_support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,27 +22,9 @@ fn fields(token: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn node_available() -> bool {
-    let module =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/node_modules/azure-iot-common");
-    let ok = module.exists()
-        && Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("PKI_REQUIRE_NODE").is_err(),
-            "node or azure-iot-common missing: npm install --prefix tests/node azure-iot-common"
-        );
-        eprintln!("skipped: node or tests/node/node_modules/azure-iot-common missing");
-    }
-    ok
-}
-
 #[test]
 fn sas_token_matches_node_sdk() {
-    if !node_available() {
+    if !node_support::ensure_node_modules() {
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/sas_token.js");

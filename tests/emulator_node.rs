@@ -14,40 +14,14 @@
 //! Set PKI_SKIP_NODE_TESTS=1 to skip (for example without root).
 
 mod emulator_support;
+mod node_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use emulator_support::{Emulator, SERVICE_API, TestChain};
+use node_support::{ensure_node_modules, node_dir};
 use serde_json::{Value, json};
-
-fn node_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node")
-}
-
-fn ensure_node_modules() {
-    let dir = node_dir();
-    let node = Command::new("node").arg("--version").output();
-    assert!(
-        node.is_ok_and(|o| o.status.success()),
-        "these tests need Node.js (20 or later) on PATH; install it, or set PKI_SKIP_NODE_TESTS=1"
-    );
-    if dir
-        .join("node_modules/azure-iot-provisioning-service")
-        .is_dir()
-        && dir.join("node_modules/azure-iot-security-x509").is_dir()
-    {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&dir)
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "tests/node/node_modules is missing and `npm ci` in tests/node failed; run `npm ci --prefix tests/node` (needs the npm registry)"
-    );
-}
 
 /// Runs a Node script with the emulator's CA trusted and IPv4 first
 /// (`localhost` must reach 127.0.0.1, where the emulator listens).
@@ -181,11 +155,9 @@ fn error_text(v: &Value) -> String {
 
 #[tokio::test]
 async fn official_node_sdks_against_the_emulator_on_port_443() {
-    if std::env::var_os("PKI_SKIP_NODE_TESTS").is_some() {
-        eprintln!("PKI_SKIP_NODE_TESTS is set: skipping the Node SDK tests");
+    if !ensure_node_modules() {
         return;
     }
-    ensure_node_modules();
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
