@@ -42,22 +42,31 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// Times `pki chain new` with `extra` arguments, median of RUNS fresh runs.
+///
+/// Output directories are kept until the whole benchmark ends: deleting
+/// thousands of files between runs makes ext4's inode allocator skip the
+/// recently freed inodes (`recently_deleted` in a profile), which slowed the
+/// next run's file creation several-fold and measured the file system, not pki.
 fn time_pki(base: &Path, extra: &[&str]) -> Duration {
     let times = (0..RUNS)
         .map(|i| {
             let dir = base.join(format!("pki-{}-{i}", extra.join("_").replace('-', "")));
+            settle();
             let start = Instant::now();
             run(Command::new(pki())
                 .args(["chain", "new", "--quiet", "--out"])
                 .arg(&dir)
                 .args(["--devices", &DEVICES.to_string()])
                 .args(extra));
-            let t = start.elapsed();
-            let _ = std::fs::remove_dir_all(&dir);
-            t
+            start.elapsed()
         })
         .collect();
     median(times)
+}
+
+/// Flushes dirty pages left by earlier runs, so a run does not pay for them.
+fn settle() {
+    let _ = Command::new("sync").status();
 }
 
 /// The certGen.sh device pipeline with the openssl CLI, `n` devices, keys of `alg`.
@@ -99,6 +108,7 @@ done
 "#,
         dir = dir.display()
     );
+    settle();
     let start = Instant::now();
     run(Command::new("bash").arg("-c").arg(&script));
     let t = start.elapsed();
