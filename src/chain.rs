@@ -62,8 +62,6 @@ pub struct DevicePlan {
     pub key_password: Option<String>,
     /// Write `<id>.cert.pfx` with these settings.
     pub pfx: Option<PfxOptions>,
-    /// Self-signed device certificates (individual enrollments), no issuer.
-    pub self_signed: bool,
     /// Replace existing device files.
     pub force: bool,
 }

@@ -161,14 +161,7 @@ impl DeviceArgs {
     }
 
     /// The device plan, given resolved defaults.
-    pub fn plan(
-        &self,
-        ids: Vec<String>,
-        key: KeyType,
-        days: u32,
-        self_signed: bool,
-        force: bool,
-    ) -> DevicePlan {
+    pub fn plan(&self, ids: Vec<String>, key: KeyType, days: u32, force: bool) -> DevicePlan {
         DevicePlan {
             ids,
             key,
@@ -178,7 +171,6 @@ impl DeviceArgs {
                 password: self.pfx_password.clone(),
                 legacy: self.pfx_legacy,
             }),
-            self_signed,
             force,
         }
     }
@@ -257,7 +249,6 @@ fn new(args: ChainNewArgs) -> Result<()> {
             ids,
             args.devices.device_key.unwrap_or(key),
             args.devices.days.unwrap_or(default_days),
-            false,
             args.force,
         ),
         edge_ca: args.edge_ca.clone(),

@@ -69,7 +69,6 @@ pub fn run(cmd: DeviceCommand) -> Result<()> {
         ids,
         args.devices.device_key.unwrap_or(args.key),
         args.devices.days.unwrap_or(365),
-        args.self_signed,
         args.force,
     );
     let mut summary = if args.self_signed {
