@@ -353,7 +353,9 @@ async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
     let c = emu.client(None);
     let cases: Vec<(&str, String, u16, &str)> = vec![
         ("malformed JSON", "{\"enrollmentGroupId\":".into(), 400, "not a valid"),
-        ("wrong type", r#"{"enrollmentGroupId":"g","attestation":{"type":"x509","x509":{"signingCertificates":{"primary":{"certificate":5}}}}}"#.into(), 400, "invalid type"),
+        ("wrong type", r#"{"enrollmentGroupId":"g","attestation":{"type":"x509","x509":{"signingCertificates":{"primary":{"certificate":5}}}}}"#.into(), 400, "wrong type"),
+        // serde would quote the value; a key sent in the wrong place must not come back.
+        ("key in a wrong-typed field", r#"{"enrollmentGroupId":"g","attestation":{"type":"symmetricKey","symmetricKey":"S3CR3T-KEY-VALUE"}}"#.into(), 400, "line 1 column"),
         ("bad base64", x509_group("g", "@@@not-base64@@@"), 400, "neither PEM nor valid base64"),
         ("private key", x509_group("g", "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n"), 400, "never upload private keys"),
         ("hubs without policy", r#"{"enrollmentGroupId":"g","attestation":{"type":"symmetricKey"},"iotHubs":["h.azure-devices.net"]}"#.into(), 400, "allocationPolicy must be specified when iotHubs are specified"),
@@ -389,6 +391,10 @@ async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
             "{what}: {text}"
         );
         assert!(v["trackingId"].is_string() && v["timestampUtc"].is_string());
+        assert!(
+            !text.contains("S3CR3T"),
+            "{what}: the body's value leaked: {text}"
+        );
     }
     // Invalid id.
     let (s, _, _) = call(
@@ -1376,4 +1382,80 @@ async fn ca_references_and_broken_chains() {
         m.contains("certificate #0") && m.contains("but the next certificate in the chain is"),
         "{m}"
     );
+}
+
+#[test]
+fn a_stalled_request_body_gets_408_instead_of_holding_the_connection() {
+    // A client that sends headers promising a body and then goes quiet.
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let dir = tmp();
+    let emu = Emulator::start(dir.path(), &["--in-memory"]);
+    let mut client = Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect"])
+        .arg(emu.addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    let request = format!(
+        "PUT /enrollmentGroups/g?{SERVICE_API} HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        emu.sas()
+    );
+    let mut stdin = client.stdin.take().unwrap();
+    stdin.write_all(request.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // Keep stdin open (the body never completes) and read what comes back.
+    let mut stdout = client.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !reader.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = client.kill();
+    let _ = client.wait();
+    drop(stdin);
+    let text = reader.join().unwrap();
+    assert!(
+        text.starts_with("HTTP/1.1 408"),
+        "expected a 408 answer, got: {text}"
+    );
+    assert!(text.contains("did not arrive within"), "{text}");
+}
+
+#[tokio::test]
+async fn oversized_device_payloads_are_refused() {
+    let dir = tmp();
+    let emu = Emulator::start(dir.path(), &["--in-memory"]);
+    let chain = TestChain::new("Payload");
+    let c = emu.client(None);
+    let (s, _, text) = call(
+        &emu,
+        &c,
+        Method::PUT,
+        "/enrollmentGroups/payload-group",
+        &[],
+        Some(x509_group("payload-group", &chain.intermediate.cert.pem)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let (identity, _) = chain.device("payload-device");
+    let device = emu.client(Some(&identity));
+    let url = emu.url(&format!(
+        "/{}/registrations/payload-device/register?api-version=2019-03-31",
+        emu.id_scope()
+    ));
+    let big =
+        json!({"registrationId": "payload-device", "payload": {"blob": "x".repeat(16 * 1024)}});
+    let r = device.put(&url).json(&big).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("payload is larger"));
+    let small = json!({"registrationId": "payload-device", "payload": {"line": 7}});
+    let r = device.put(&url).json(&small).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
 }

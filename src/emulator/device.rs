@@ -22,6 +22,9 @@ use super::{DEFAULT_HUB, State};
 /// Seconds clients wait before polling. Node honours 0–1 directly; C# raises
 /// anything under 2 to 2; Azure sends 3 (§7.6, §13).
 const RETRY_AFTER: &str = "1";
+/// Largest device `payload` (as JSON text) the emulator accepts; it is kept
+/// with the operation until polled, so it is bounded.
+const MAX_PAYLOAD: usize = 8 * 1024;
 
 /// A finished registration, kept for the status polls.
 #[derive(Clone, Debug)]
@@ -99,6 +102,16 @@ async fn register(state: &State, req: &Req, reg: &str) -> ApiResult<Response<Bod
             Some(_) => return Err(ApiError::bad_request("registrationId must be a string")),
         }
         payload = obj.get("payload").filter(|p| !p.is_null()).cloned();
+        // The payload is kept with the operation until it is polled: bound it
+        // so remembered operations cannot grow memory by 256 KiB each.
+        if payload
+            .as_ref()
+            .is_some_and(|p| p.to_string().len() > MAX_PAYLOAD)
+        {
+            return Err(ApiError::bad_request(format!(
+                "the payload is larger than {MAX_PAYLOAD} bytes of JSON; send less custom data"
+            )));
+        }
     }
     let attested = authenticate(state, req, reg)?;
     let credential = attested.credential.clone();

@@ -88,6 +88,11 @@ impl ApiError {
         )
     }
 
+    /// 408: the client stopped sending its request body.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, 408_000, message)
+    }
+
     /// 500: the store failed (disk full, I/O error).
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, 500_000, message)

@@ -53,6 +53,9 @@ const TLS_DAYS: u32 = 3650;
 /// How long a TLS handshake may take before the connection is dropped
 /// (a truncated handshake must not hold a task forever).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open connections at most; further clients wait in the kernel's backlog,
+/// so stalled clients cannot exhaust file descriptors and wedge `accept`.
+const MAX_CONNECTIONS: usize = 4096;
 /// How long to wait for in-flight requests on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Most operation results remembered for polling; older ones are forgotten.
@@ -241,6 +244,7 @@ pub fn log_line(text: &str) {
 
 fn valid_id_scope(s: &str) -> bool {
     s.len() == 11
+        && s.is_ascii()
         && s[..3].eq_ignore_ascii_case("0ne")
         && s[3..].chars().all(|c| c.is_ascii_hexdigit())
 }
@@ -353,9 +357,17 @@ pub async fn serve(prepared: Prepared) -> Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let active = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let shutdown = signals.wait();
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (tcp, _) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -373,6 +385,7 @@ pub async fn serve(prepared: Prepared) -> Result<()> {
         tokio::spawn(async move {
             serve_connection(acceptor, tcp, state, &mut stop).await;
             active.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
         });
     }
     let _ = stop_tx.send(true);

@@ -81,8 +81,21 @@ impl Req {
                 "the request body is empty; expected a JSON {what}"
             )));
         }
+        // serde's message quotes the offending value, which may be a key the
+        // client sent (`"symmetricKey": …`): report only where and what kind.
         serde_json::from_slice(&self.body).map_err(|e| {
-            ApiError::bad_request(format!("the request body is not a valid {what}: {e}"))
+            let kind = match e.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    "malformed JSON"
+                }
+                serde_json::error::Category::Data => "a field has the wrong type or value",
+                serde_json::error::Category::Io => "unreadable",
+            };
+            ApiError::bad_request(format!(
+                "the request body is not a valid {what}: {kind} at line {} column {}",
+                e.line(),
+                e.column()
+            ))
         })
     }
 }
@@ -186,8 +199,24 @@ async fn parse_and_dispatch(
     }
 }
 
+/// How long a client may take to send its whole request body: a client that
+/// sends headers and then stalls must not hold a connection forever.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads a request body within [`BODY_TIMEOUT`].
+async fn read_body(body: hyper::body::Incoming) -> ApiResult<axum::body::Bytes> {
+    tokio::time::timeout(BODY_TIMEOUT, read_body_unbounded(body))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::timeout(format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            )))
+        })
+}
+
 /// Reads a request body up to [`BODY_LIMIT`] (draining up to [`DRAIN_LIMIT`]).
-async fn read_body(mut body: hyper::body::Incoming) -> ApiResult<axum::body::Bytes> {
+async fn read_body_unbounded(mut body: hyper::body::Incoming) -> ApiResult<axum::body::Bytes> {
     use hyper::body::Body as _;
     let mut buf = Vec::new();
     let mut total = 0usize;
