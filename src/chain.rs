@@ -276,12 +276,30 @@ fn check_devices_absent(layout: &Layout, plan: &DevicePlan) -> Result<()> {
     if plan.force {
         return Ok(());
     }
+    // DPS compares registration IDs case-insensitively, so `SENSOR-1` is the
+    // same device as an existing `sensor-1` even on a case-sensitive disk.
+    let existing: std::collections::HashMap<String, PathBuf> =
+        [layout.certs_dir(), layout.private_dir()]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().to_ascii_lowercase(),
+                    e.path(),
+                )
+            })
+            .collect();
     for id in &plan.ids {
         for p in [layout.device_cert(id), layout.device_key(id)] {
-            if p.exists() {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_ascii_lowercase());
+            if let Some(found) = name.and_then(|n| existing.get(&n)) {
                 return Err(Error::input(format!(
-                    "device `{id}` already exists ({}); pass --force to re-issue it, or choose another ID",
-                    layout.relative(&p)
+                    "device `{id}` already exists ({}; DPS compares IDs case-insensitively); pass --force to re-issue it, or choose another ID",
+                    layout.relative(found)
                 )));
             }
         }

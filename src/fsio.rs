@@ -121,6 +121,12 @@ pub fn ensure_dir(dir: &Path, mode: Mode) -> Result<()> {
         path: dir.to_path_buf(),
         source,
     };
+    if let Some(file) = dir.ancestors().find(|a| a.is_file()) {
+        return Err(Error::input(format!(
+            "{} is a file, not a directory; pass a directory (it is created if missing)",
+            file.display()
+        )));
+    }
     fs::create_dir_all(dir).map_err(werr)?;
     #[cfg(unix)]
     if mode == Mode::Secret {
@@ -130,28 +136,44 @@ pub fn ensure_dir(dir: &Path, mode: Mode) -> Result<()> {
     Ok(())
 }
 
+/// Largest input file `pki` reads: certificates, keys and bundles are
+/// kilobytes; anything this big is the wrong file (or /dev/zero).
+pub const MAX_INPUT: u64 = 16 * 1024 * 1024;
+
 /// Reads a file the user named; a failure is an input error (exit code 2).
 pub fn read_input(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).map_err(|source| Error::Read {
+    let file = fs::File::open(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
         source,
-    })
+    })?;
+    read_bounded(file, path)
 }
 
 /// Reads a file, or standard input when `path` is `-`.
 pub fn read_input_or_stdin(path: &Path) -> Result<Vec<u8>> {
     if path.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|source| {
-            Error::Read {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?;
-        Ok(buf)
+        read_bounded(std::io::stdin(), path)
     } else {
         read_input(path)
     }
+}
+
+fn read_bounded(source: impl std::io::Read, path: &Path) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::io::Read::read_to_end(&mut source.take(MAX_INPUT + 1), &mut buf).map_err(|source| {
+        Error::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    if buf.len() as u64 > MAX_INPUT {
+        return Err(Error::input(format!(
+            "{} is larger than {} MiB; pass a certificate, key or PEM bundle file",
+            path.display(),
+            MAX_INPUT / (1024 * 1024)
+        )));
+    }
+    Ok(buf)
 }
 
 #[cfg(test)]

@@ -62,6 +62,11 @@ impl Profile {
         common_name: &str,
         rsa_subject: bool,
     ) -> Result<()> {
+        if common_name.trim().is_empty() {
+            return Err(Error::input(
+                "the certificate's common name is empty; give a non-empty CN",
+            ));
+        }
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name
@@ -101,6 +106,9 @@ impl Profile {
                         .iter()
                         .map(|n| match n.parse::<std::net::IpAddr>() {
                             Ok(ip) => Ok(SanType::IpAddress(ip)),
+                            Err(_) if !is_dns_name(n) => Err(Error::input(format!(
+                                "`{n}` is not a valid host name (letters, digits, `-` and `.`; `*.` only as the first label)"
+                            ))),
                             Err(_) => n.as_str().try_into().map(SanType::DnsName).map_err(|_| {
                                 Error::input(format!("`{n}` is not a valid host name"))
                             }),
@@ -110,4 +118,22 @@ impl Profile {
         }
         Ok(())
     }
+}
+
+/// A DNS name for a certificate: labels of letters, digits and `-`, not
+/// starting or ending with `-`, at most 63 bytes each; a leading `*` label
+/// for wildcards.
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }

@@ -491,7 +491,13 @@ fn key_password_env_encrypts_every_key() {
 fn pfx_password_and_legacy() {
     let dir = tmp();
     let run = chain_new(dir.path(), &["--pfx-password", "p@ss word"]).ok();
-    assert!(run.stdout.contains("\"p@ss word\""));
+    // A password the user chose is never echoed (the tutorial's "1234" is named once).
+    assert!(!run.stdout.contains("p@ss word") && !run.stderr.contains("p@ss word"));
+    assert!(
+        run.stdout.contains("as given with --pfx-password"),
+        "{}",
+        run.stdout
+    );
     let pfx = p(dir.path(), "certs/device-0001.cert.pfx");
     let leaf = p(dir.path(), "certs/device-0001.cert.pem");
     assert_eq!(mode(&pfx), 0o600);
@@ -911,4 +917,27 @@ fn unknown_device_in_empty_out_dir_creates_only_the_expected_files() {
     ];
     expected.sort();
     assert_eq!(names, expected);
+}
+
+#[test]
+fn absurd_device_counts_and_files_as_directories_are_input_errors() {
+    let dir = tmp();
+    // A typo'd count is refused before any work, not an allocation failure.
+    let line = chain_new(dir.path(), &["--devices", "99999999999"]).bad_input();
+    assert!(line.contains("--devices"), "{line}");
+    assert!(!dir.path().join("certs").exists());
+    // --out naming a file.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let line = pki(&["chain", "new", "--out", s(&file)]).bad_input();
+    assert!(line.contains("is a file, not a directory"), "{line}");
+    // An empty CN.
+    let line = chain_new(&dir.path().join("empty-cn"), &["--root-cn", ""]).bad_input();
+    assert!(line.contains("common name is empty"), "{line}");
+    // Usage errors are one line too, and name the valid values.
+    let line = chain_new(dir.path(), &["--key", "dsa"]).bad_input();
+    assert!(
+        line.contains("ec-p256") && line.contains("rsa-4096"),
+        "{line}"
+    );
 }

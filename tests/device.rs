@@ -371,3 +371,50 @@ fn json_output_lists_what_was_issued() {
     assert_eq!(e["sha1Thumbprint"], fingerprint(&cert, "sha1"));
     assert_eq!(e["sha256Thumbprint"], fingerprint(&cert, "sha256"));
 }
+
+#[test]
+fn an_id_differing_only_in_case_is_the_same_device() {
+    let dir = tmp();
+    pki(&[
+        "chain",
+        "new",
+        "--out",
+        s(dir.path()),
+        "--device",
+        "sensor-17",
+    ])
+    .ok();
+    let line = pki(&["device", "new", "--ca-dir", s(dir.path()), "SENSOR-17"]).bad_input();
+    assert!(line.contains("case-insensitively"), "{line}");
+    assert!(!dir.path().join("certs/SENSOR-17.cert.pem").exists());
+}
+
+#[test]
+fn self_signed_summary_lists_only_what_was_written() {
+    let dir = tmp();
+    let run = pki(&[
+        "device",
+        "new",
+        "--self-signed",
+        "--ca-dir",
+        s(dir.path()),
+        "lonely-1",
+    ])
+    .ok();
+    assert!(!run.stdout.contains("full-chain"), "{}", run.stdout);
+    assert!(
+        !dir.path()
+            .join("certs/lonely-1-full-chain.cert.pem")
+            .exists()
+    );
+    let line = pki(&[
+        "device",
+        "new",
+        "--self-signed",
+        "--issuer",
+        "root",
+        "lonely-2",
+    ])
+    .bad_input();
+    assert!(line.contains("--self-signed"), "{line}");
+}

@@ -367,11 +367,20 @@ async fn prove(
 ) -> Result<Value> {
     let mut loaded = Vec::new();
     for c in candidates {
-        let cert = load_cert(
-            &crate::fsio::read_input(&c.cert)?,
-            &c.cert.display().to_string(),
-            false,
-        )?;
+        let what = c.cert.display().to_string();
+        let cert = load_cert(&crate::fsio::read_input(&c.cert)?, &what, true)?;
+        // An expired CA cannot sign the verification certificate at all.
+        if cert.not_after < time::OffsetDateTime::now_utc() {
+            return Err(Error::input(format!(
+                "{what} expired on {}; proof of possession needs a CA that is still valid: make a new chain with `pki chain new --force --out {}`",
+                cert.not_after.date(),
+                c.cert
+                    .parent()
+                    .and_then(Path::parent)
+                    .unwrap_or(Path::new("."))
+                    .display()
+            )));
+        }
         loaded.push((c, cert));
     }
     let existing = client.get(name).await?;

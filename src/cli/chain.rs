@@ -15,6 +15,12 @@ use crate::keys::KeyType;
 use crate::layout::Layout;
 use crate::pfx::PfxOptions;
 
+/// The PFX password the DPS tutorial and certGen.sh use.
+const DEFAULT_PFX_PASSWORD: &str = "1234";
+
+/// Most devices one run issues (a bigger run is almost certainly a typo).
+pub const MAX_DEVICES: i64 = 1_000_000;
+
 /// Subcommands of `pki chain`.
 #[derive(Debug, Subcommand)]
 pub enum ChainCommand {
@@ -96,7 +102,8 @@ pub struct DeviceArgs {
 
     /// Issue N devices named PREFIX0001, PREFIX0002, … (0 for none).
     #[arg(long, value_name = "N")]
-    pub devices: Option<usize>,
+    #[arg(value_parser = clap::value_parser!(u32).range(0..=MAX_DEVICES))]
+    pub devices: Option<u32>,
 
     /// Name prefix for --devices.
     #[arg(long, value_name = "PREFIX", default_value = "device-")]
@@ -119,12 +126,13 @@ pub struct DeviceArgs {
     )]
     pub key_password: Option<String>,
 
-    /// Password of the `<id>.cert.pfx` files.
+    /// Password of the `<id>.cert.pfx` files (default "1234", as in the DPS tutorial).
     #[arg(
         long,
         value_name = "PASSWORD",
-        default_value = "1234",
-        hide_default_value = true
+        default_value = DEFAULT_PFX_PASSWORD,
+        hide_default_value = true,
+        conflicts_with = "no_pfx"
     )]
     pub pfx_password: String,
 
@@ -151,7 +159,7 @@ impl DeviceArgs {
     pub fn ids(&self, default: &[&str]) -> Result<(Vec<String>, Vec<String>)> {
         let mut ids = self.device.clone();
         if let Some(n) = self.devices {
-            ids.extend(chain::numbered_ids(&self.prefix, n, 1));
+            ids.extend(chain::numbered_ids(&self.prefix, n as usize, 1));
         }
         if self.device.is_empty() && self.devices.is_none() {
             ids.extend(default.iter().map(|s| s.to_string()));
@@ -321,33 +329,48 @@ pub fn print_summary(
         } else {
             format!("{} … {}", first.common_name, last.common_name)
         };
+        // List the files each device actually got (self-signed ones have no chain).
+        let kinds = [
+            ("cert", "certs/<id>.cert.pem"),
+            ("fullChain", "certs/<id>-full-chain.cert.pem"),
+            ("pfx", "certs/<id>.cert.pfx"),
+            ("key", "private/<id>.key.pem"),
+        ];
+        let listed: Vec<&str> = kinds
+            .iter()
+            .filter(|(k, _)| first.files.contains_key(*k))
+            .map(|(_, name)| *name)
+            .collect();
         println!(
-            "{:<16} {device_count} ({range}, {}, until {}): certs/<id>.cert.pem, certs/<id>-full-chain.cert.pem{}, private/<id>.key.pem",
+            "{:<16} {device_count} ({range}, {}, until {}): {}",
             "Devices",
             first.key,
             first.not_after.get(..10).unwrap_or(&first.not_after),
-            if devices.pfx.is_some() {
-                ", certs/<id>.cert.pfx"
-            } else {
-                ""
-            }
+            listed.join(", ")
         );
         if let Some(pfx) = &devices.pfx {
-            println!(
-                "{:<16} \"{}\"{} (set with --pfx-password)",
-                "PFX password",
-                pfx.password,
-                if pfx.legacy {
-                    ", legacy 3DES/SHA-1"
-                } else {
-                    ""
-                }
-            );
+            // Say the tutorial's well-known default once; never echo a password the user chose.
+            let password = if pfx.password == DEFAULT_PFX_PASSWORD {
+                format!(
+                    "\"{DEFAULT_PFX_PASSWORD}\" (the tutorial's default; set your own with --pfx-password)"
+                )
+            } else {
+                "as given with --pfx-password".to_string()
+            };
+            let legacy = if pfx.legacy {
+                ", legacy 3DES/SHA-1"
+            } else {
+                ""
+            };
+            println!("{:<16} {password}{legacy}", "PFX password");
         }
-        out.note(format!(
-            "Next: pki inspect --chain {}",
-            shown(first.files.get("fullChain").cloned().unwrap_or_default())
-        ));
+        out.note(match first.files.get("fullChain") {
+            Some(chain) => format!("Next: pki inspect --chain {}", shown(chain.clone())),
+            None => format!(
+                "Next: pki inspect {}",
+                shown(first.files.get("cert").cloned().unwrap_or_default())
+            ),
+        });
     }
     println!("{:<16} {}", "Manifest", layout.manifest().display());
     out.note("These are test certificates: do not use them in production.");

@@ -39,7 +39,7 @@ pub struct DeviceNewArgs {
     pub key: KeyType,
 
     /// Self-signed device certificates (for individual enrollments); no CA needed.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["issuer", "ca_key", "ca_key_password"])]
     pub self_signed: bool,
 
     /// Re-issue devices whose files exist.
@@ -56,7 +56,7 @@ pub fn run(cmd: DeviceCommand) -> Result<()> {
     let mut ids = args.ids.clone();
     ids.extend(args.devices.device.iter().cloned());
     if let Some(n) = args.devices.devices {
-        ids.extend(chain::numbered_ids(&args.devices.prefix, n, 1));
+        ids.extend(chain::numbered_ids(&args.devices.prefix, n as usize, 1));
     }
     let warnings = check_ids(&ids)?;
     if ids.is_empty() {

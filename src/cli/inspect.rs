@@ -25,7 +25,7 @@ pub struct InspectArgs {
     pub files: Vec<PathBuf>,
 
     /// Check this full chain (leaf → intermediates → root) against DPS's rules.
-    #[arg(long, value_name = "FULLCHAIN")]
+    #[arg(long, value_name = "FULLCHAIN", conflicts_with = "files")]
     pub chain: Option<PathBuf>,
 
     /// The trusted root for --chain (when the chain file does not end with it).

@@ -69,7 +69,10 @@ enum Command {
 
 /// Parses the process arguments, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -92,6 +95,28 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Register(a) => register::run(a),
         Command::Ca(c) => ca::run(c),
     }
+}
+
+/// `--help` and `--version` print as clap renders them; a usage error is
+/// folded into one line (clap's message and its hint, without the usage
+/// block) and exits 2, like every other bad input.
+fn usage_error(e: clap::Error) -> ExitCode {
+    if !e.use_stderr() {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = e.render().to_string();
+    let mut parts: Vec<&str> = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    eprintln!("pki: error: {}; see `pki --help`", parts.join(" "));
+    ExitCode::from(2)
 }
 
 /// Prints an error as one line: the message, then each cause not already in it.

@@ -189,16 +189,20 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
     } else {
         store::Store::open(&opts.data.join("dps.redb"))?
     };
-    let listener = tokio::net::TcpListener::bind(&opts.listen)
-        .await
-        .map_err(|e| {
-            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                " (ports below 1024, such as 443 for the Node SDKs, need root or CAP_NET_BIND_SERVICE)"
-            } else {
-                ""
-            };
-            Error::failed(format!("cannot listen on {}: {e}{hint}", opts.listen))
-        })?;
+    let listen: SocketAddr = opts.listen.parse().map_err(|_| {
+        Error::input(format!(
+            "--listen `{}` is not an address: give IP:PORT, e.g. 127.0.0.1:8443 (port 0 picks a free one)",
+            opts.listen
+        ))
+    })?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            " (ports below 1024, such as 443 for the Node SDKs, need root or CAP_NET_BIND_SERVICE)"
+        } else {
+            ""
+        };
+        Error::failed(format!("cannot listen on {}: {e}{hint}", opts.listen))
+    })?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::failed(format!("cannot read the bound address: {e}")))?;
