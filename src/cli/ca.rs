@@ -26,6 +26,9 @@ use crate::verify_code;
 )]
 pub enum CaCommand {
     /// Upload (or replace) a CA certificate in the DPS certificate store.
+    #[command(
+        after_help = "Example (Azure; export AZURE_ACCESS_TOKEN=$(az account get-access-token --query accessToken -o tsv)):\n  pki ca upload my-root --cert certs/azure-iot-test-only.root.ca.cert.pem \\\n    --subscription $SUB --resource-group rg --dps-name my-dps"
+    )]
     Upload {
         /// Name of the certificate in DPS.
         name: String,
@@ -49,6 +52,9 @@ pub enum CaCommand {
     /// Prove possession: get a verification code, sign a certificate for it with the CA's key, submit it.
     ///
     /// Uploads the CA certificate first if NAME does not exist yet.
+    #[command(
+        after_help = "Example, against the emulator (it accepts any token):\n  AZURE_ACCESS_TOKEN=local pki ca verify my-intermediate --issuer intermediate \\\n    --arm-endpoint https://localhost:8443 --subscription sub --resource-group rg \\\n    --dps-name dps --ca-file dps-emulator/ca.pem"
+    )]
     Verify {
         /// Name of the certificate in DPS.
         name: String,
@@ -64,6 +70,9 @@ pub enum CaCommand {
         net: NetArgs,
     },
     /// Show one certificate of the store.
+    #[command(
+        after_help = "Example:\n  pki ca show my-root --subscription $SUB --resource-group rg --dps-name my-dps"
+    )]
     Show {
         name: String,
         /// Print the service's JSON.
@@ -75,6 +84,9 @@ pub enum CaCommand {
         net: NetArgs,
     },
     /// List the certificates of the store.
+    #[command(
+        after_help = "Example:\n  pki ca list --json --subscription $SUB --resource-group rg --dps-name my-dps"
+    )]
     List {
         /// Print the service's JSON.
         #[arg(long)]
@@ -85,6 +97,9 @@ pub enum CaCommand {
         net: NetArgs,
     },
     /// Delete a certificate from the store.
+    #[command(
+        after_help = "Example:\n  pki ca delete my-root --subscription $SUB --resource-group rg --dps-name my-dps"
+    )]
     Delete {
         name: String,
         /// Delete only if its etag is still this one (default: the current etag).

@@ -46,6 +46,9 @@ pub struct EnrollArgs {
 #[derive(Debug, clap::Subcommand)]
 enum EnrollCommand {
     /// Show one enrollment group.
+    #[command(
+        after_help = "Example:\n  DPS_CONNECTION_STRING='HostName=…' pki enroll show my-group --json"
+    )]
     Show {
         /// The enrollment group ID.
         group_id: String,
@@ -58,6 +61,7 @@ enum EnrollCommand {
         net: NetArgs,
     },
     /// List every enrollment group (all pages).
+    #[command(after_help = "Example:\n  pki enroll list --ca-file dps-emulator/ca.pem")]
     List {
         /// Print the service's JSON array.
         #[arg(long)]
@@ -68,6 +72,9 @@ enum EnrollCommand {
         net: NetArgs,
     },
     /// Delete an enrollment group.
+    #[command(
+        after_help = "Examples:\n  pki enroll delete my-group\n  pki enroll delete my-group --if-match \"$ETAG\"   # only if nobody changed it"
+    )]
     Delete {
         /// The enrollment group ID.
         group_id: String,
@@ -80,6 +87,9 @@ enum EnrollCommand {
         net: NetArgs,
     },
     /// Block one device of a group: a disabled individual enrollment for its certificate.
+    #[command(
+        after_help = "Example:\n  pki enroll disallow certs/device-0002.cert.pem   # device-0002 can no longer provision"
+    )]
     Disallow {
         /// The device's certificate (its CN is the registration ID).
         device_cert: PathBuf,

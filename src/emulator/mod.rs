@@ -206,6 +206,13 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
     let addr = listener
         .local_addr()
         .map_err(|e| Error::failed(format!("cannot read the bound address: {e}")))?;
+    if !addr.ip().is_loopback() {
+        // The management (ARM) calls accept any bearer token: fine for a test
+        // tool on loopback, not on a network others can reach.
+        log_line(&format!(
+            "warning: listening on {addr}, not a loopback address: anyone who can reach it can use the certificate-store calls, which accept any bearer token"
+        ));
+    }
     let service_host = if addr.port() == 443 {
         "localhost".to_string()
     } else {
