@@ -411,11 +411,16 @@ pub fn check_chain(chain_der: &[Vec<u8>], root_der: Option<&[u8]>) -> Result<Vec
         Some(root) => {
             let ok = if last.as_raw() == root.as_raw() {
                 None
-            } else if last.issuer() != root.subject()
-                || last.verify_signature(Some(root.public_key())).is_err()
-            {
+            } else if last.issuer() != root.subject() {
                 Some(format!(
-                    "the chain ends at {}, which the given root {} did not sign: this device belongs to another CA; DPS answers 401002 because no enrollment group's certificate is in its chain",
+                    "the chain ends at {}, issued by {}, not by the given root {}: either a certificate is missing between them (append the intermediate(s) to the chain file, leaf first) or the device belongs to another CA",
+                    name(last),
+                    last.issuer(),
+                    name(root)
+                ))
+            } else if last.verify_signature(Some(root.public_key())).is_err() {
+                Some(format!(
+                    "the chain ends at {}, which the given root {} did not sign (same name, different key): this device belongs to another CA; DPS answers 401002 because no enrollment group's certificate is in its chain",
                     name(last),
                     name(root)
                 ))

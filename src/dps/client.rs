@@ -22,13 +22,20 @@ pub const DEVICE_API_VERSION: &str = "2019-03-31";
 const SAS_TTL_SECS: u64 = 300;
 const JSON: &str = "application/json; charset=utf-8";
 
-/// Turns a `HostName` (possibly `host:port`, possibly with a scheme) into a base URL.
-pub fn base_url(host: &str) -> String {
-    let host = host.trim().trim_end_matches('/');
-    if host.starts_with("https://") || host.starts_with("http://") {
-        host.to_string()
+/// Turns a `HostName` (possibly `host:port`, possibly with a scheme) into a
+/// base URL, refusing what is not a host (an empty name, a bad port).
+pub fn base_url(host: &str) -> Result<String> {
+    let trimmed = host.trim().trim_end_matches('/');
+    let url = if trimmed.starts_with("https://") || trimmed.starts_with("http://") {
+        trimmed.to_string()
     } else {
-        format!("https://{host}")
+        format!("https://{trimmed}")
+    };
+    match reqwest::Url::parse(&url) {
+        Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
+        _ => Err(Error::input(format!(
+            "`{host}` is not a host name: give HOST or HOST:PORT, e.g. localhost:8443 or global.azure-devices-provisioning.net"
+        ))),
     }
 }
 
@@ -65,7 +72,7 @@ impl ServiceClient {
     /// Builds a client for the DPS named by the connection string.
     pub fn new(cs: ConnectionString, opts: HttpOptions) -> Result<Self> {
         let http = Http::new("DPS", opts, None)?;
-        let base = base_url(&cs.host_name);
+        let base = base_url(&cs.host_name)?;
         Ok(ServiceClient {
             host: crate::dps::http::host_of(&base),
             http,
@@ -273,7 +280,7 @@ impl DeviceClient {
     /// `host` is the global endpoint or the emulator's `host:port`.
     pub fn new(host: &str, identity: ClientIdentity, opts: HttpOptions) -> Result<Self> {
         let http = Http::new("DPS", opts, Some(identity))?;
-        let base = base_url(host);
+        let base = base_url(host)?;
         Ok(DeviceClient {
             host: crate::dps::http::host_of(&base),
             http,
@@ -368,11 +375,17 @@ mod tests {
 
     #[test]
     fn base_urls() {
-        assert_eq!(base_url("localhost:8443"), "https://localhost:8443");
-        assert_eq!(base_url("https://x/"), "https://x");
         assert_eq!(
-            base_url("mydps.azure-devices-provisioning.net"),
+            base_url("localhost:8443").unwrap(),
+            "https://localhost:8443"
+        );
+        assert_eq!(base_url("https://x/").unwrap(), "https://x");
+        assert_eq!(
+            base_url("mydps.azure-devices-provisioning.net").unwrap(),
             "https://mydps.azure-devices-provisioning.net"
         );
+        for bad in ["", "localhost:99999", "a b:1"] {
+            assert_eq!(base_url(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
     }
 }
