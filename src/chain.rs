@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
-use crate::fsio::{Flush, Mode, ensure_dir, sync_dir, write_atomic, write_atomic_with};
+use crate::fsio::{Mode, Staging, ensure_dir};
 use crate::issue::{Ca, check_days, issue};
 use crate::keys::{KeyType, load_private_key, private_key_pem};
 use crate::layout::Layout;
@@ -132,6 +132,8 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
     }
     ensure_dir(&layout.certs_dir(), Mode::Public)?;
     ensure_dir(&layout.private_dir(), Mode::Secret)?;
+    // Nothing replaces the old CA until every new file is written.
+    let staging = Staging::new(layout.base())?;
 
     let mut summary = Summary::default();
     let password = plan.key_password.as_deref();
@@ -150,12 +152,12 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
         plan.ca_key.generate()?,
         None,
     )?;
-    write_atomic(
+    staging.write(
         &layout.root_key(),
         private_key_pem(root.key(), password)?.as_bytes(),
         Mode::Secret,
     )?;
-    write_atomic(&layout.root_cert(), root.cert.pem.as_bytes(), Mode::Public)?;
+    staging.write(&layout.root_cert(), root.cert.pem.as_bytes(), Mode::Public)?;
     summary.issued.push(Entry::new(
         "root-ca",
         &root.cert.der,
@@ -183,12 +185,12 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
             Some(parent),
         )?;
         let (cert_path, key_path) = (layout.intermediate_cert(n), layout.intermediate_key(n));
-        write_atomic(
+        staging.write(
             &key_path,
             private_key_pem(ca.key(), password)?.as_bytes(),
             Mode::Secret,
         )?;
-        write_atomic(&cert_path, ca.cert.pem.as_bytes(), Mode::Public)?;
+        staging.write(&cert_path, ca.cert.pem.as_bytes(), Mode::Public)?;
         summary.issued.push(Entry::new(
             "intermediate-ca",
             &ca.cert.der,
@@ -196,34 +198,27 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
         )?);
         cas.push(ca);
     }
-    // Remove intermediates a previous, longer chain left behind (only reached with --force).
-    for n in plan.intermediates + 1.. {
-        let (c, k) = (layout.intermediate_cert(n), layout.intermediate_key(n));
-        if !c.exists() && !k.exists() {
-            break;
-        }
-        let _ = std::fs::remove_file(c);
-        let _ = std::fs::remove_file(k);
-    }
-
     // The CA chain file: intermediates, lowest first, then the root.
     let chain_pem: String = cas.iter().rev().map(|c| c.cert.pem.as_str()).collect();
-    write_atomic(&layout.chain_cert(), chain_pem.as_bytes(), Mode::Public)?;
+    staging.write(&layout.chain_cert(), chain_pem.as_bytes(), Mode::Public)?;
 
     let issuer_chain: Vec<&Ca> = cas.iter().rev().collect();
     if let Some(name) = &plan.edge_ca {
         summary
             .issued
-            .push(issue_edge_ca(&layout, name, plan, &issuer_chain)?);
+            .push(issue_edge_ca(&layout, &staging, name, plan, &issuer_chain)?);
     }
     let chain_pem: String = issuer_chain.iter().map(|c| c.cert.pem.as_str()).collect();
     let chain_der: Vec<&[u8]> = issuer_chain.iter().map(|c| c.cert.der.as_slice()).collect();
     let devices = issue_devices(
         &layout,
+        &staging,
         &plan.devices,
-        Some(issuer_chain[0]),
-        &chain_pem,
-        &chain_der,
+        Signer {
+            ca: Some(issuer_chain[0]),
+            chain_pem: &chain_pem,
+            chain_der: &chain_der,
+        },
         tick,
         &mut summary.notes,
     )?;
@@ -234,11 +229,27 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
         version: 1,
         certificates: summary.issued.clone(),
     };
-    manifest.save(&layout)?;
+    manifest.save(&layout, &staging)?;
+    staging.commit()?;
+    // Remove intermediates a previous, longer chain left behind (only reached with --force).
+    for n in plan.intermediates + 1.. {
+        let (c, k) = (layout.intermediate_cert(n), layout.intermediate_key(n));
+        if !c.exists() && !k.exists() {
+            break;
+        }
+        let _ = std::fs::remove_file(c);
+        let _ = std::fs::remove_file(k);
+    }
     Ok(summary)
 }
 
-fn issue_edge_ca(layout: &Layout, name: &str, plan: &ChainPlan, issuers: &[&Ca]) -> Result<Entry> {
+fn issue_edge_ca(
+    layout: &Layout,
+    staging: &Staging,
+    name: &str,
+    plan: &ChainPlan,
+    issuers: &[&Ca],
+) -> Result<Entry> {
     let id = format!("iot-edge-device-ca-{name}");
     let key = plan.ca_key.generate()?;
     let issuer = issuers[0];
@@ -257,13 +268,13 @@ fn issue_edge_ca(layout: &Layout, name: &str, plan: &ChainPlan, issuers: &[&Ca])
         layout.device_full_chain(&id),
         layout.device_key(&id),
     );
-    write_atomic(
+    staging.write(
         &k,
         private_key_pem(&key, plan.key_password.as_deref())?.as_bytes(),
         Mode::Secret,
     )?;
-    write_atomic(&c, cert.pem.as_bytes(), Mode::Public)?;
-    write_atomic(&f, full.as_bytes(), Mode::Public)?;
+    staging.write(&c, cert.pem.as_bytes(), Mode::Public)?;
+    staging.write(&f, full.as_bytes(), Mode::Public)?;
     Entry::new(
         "edge-ca",
         &cert.der,
@@ -307,15 +318,22 @@ fn check_devices_absent(layout: &Layout, plan: &DevicePlan) -> Result<()> {
     Ok(())
 }
 
-/// Issues `plan.ids` under `issuer`, whose chain up to the root (issuer
-/// first) is `chain_pem` / `chain_der`, on every core. Returns manifest
-/// entries in ID order.
+/// The CA that signs devices and its chain up to the root (issuer first),
+/// as PEM for full-chain files and DER for PFX files. No CA: self-signed.
+#[derive(Clone, Copy)]
+struct Signer<'a> {
+    ca: Option<&'a Ca>,
+    chain_pem: &'a str,
+    chain_der: &'a [&'a [u8]],
+}
+
+/// Issues `plan.ids` under `signer` on every core. Returns manifest entries
+/// in ID order.
 fn issue_devices(
     layout: &Layout,
+    staging: &Staging,
     plan: &DevicePlan,
-    issuer: Option<&Ca>,
-    chain_pem: &str,
-    chain_der: &[&[u8]],
+    signer: Signer<'_>,
     tick: &(dyn Fn() + Sync),
     notes: &mut Vec<String>,
 ) -> Result<Vec<Entry>> {
@@ -340,7 +358,7 @@ fn issue_devices(
                     if i >= n {
                         break;
                     }
-                    match issue_device(layout, &plan.ids[i], plan, issuer, chain_pem, chain_der) {
+                    match issue_device(layout, staging, &plan.ids[i], plan, signer) {
                         Ok((entry, was_capped)) => {
                             if was_capped {
                                 capped.store(true, Ordering::Relaxed);
@@ -364,13 +382,13 @@ fn issue_devices(
     if let Some(e) = first_error.into_inner().ok().flatten() {
         return Err(e);
     }
-    // One flush for the whole batch (see fsio): the run reports success only
-    // once every device file is on disk.
-    sync_dir(&layout.certs_dir())?;
     if capped.load(Ordering::Relaxed) {
         notes.push(format!(
             "device validity was cut to the issuer's expiry ({}): a certificate cannot outlive its CA",
-            issuer.map(|c| c.cert.not_after.date().to_string()).unwrap_or_default()
+            signer
+                .ca
+                .map(|c| c.cert.not_after.date().to_string())
+                .unwrap_or_default()
         ));
     }
     Ok(results
@@ -383,12 +401,16 @@ fn issue_devices(
 
 fn issue_device(
     layout: &Layout,
+    staging: &Staging,
     id: &str,
     plan: &DevicePlan,
-    issuer: Option<&Ca>,
-    chain_pem: &str,
-    chain_der: &[&[u8]],
+    signer: Signer<'_>,
 ) -> Result<(Entry, bool)> {
+    let Signer {
+        ca: issuer,
+        chain_pem,
+        chain_der,
+    } = signer;
     let key = plan.key.generate()?;
     let cert = issue(&Profile::Device, id, plan.days, &key, issuer)?;
     let (c, f, k, p) = (
@@ -397,19 +419,18 @@ fn issue_device(
         layout.device_key(id),
         layout.device_pfx(id),
     );
-    write_atomic_with(
+    staging.write(
         &k,
         private_key_pem(&key, plan.key_password.as_deref())?.as_bytes(),
         Mode::Secret,
-        Flush::Later,
     )?;
-    write_atomic_with(&c, cert.pem.as_bytes(), Mode::Public, Flush::Later)?;
+    staging.write(&c, cert.pem.as_bytes(), Mode::Public)?;
     let mut file_list = vec![("cert", c.as_path()), ("key", k.as_path())];
     if issuer.is_some() {
         let mut full = String::with_capacity(cert.pem.len() + chain_pem.len());
         full.push_str(&cert.pem);
         full.push_str(chain_pem);
-        write_atomic_with(&f, full.as_bytes(), Mode::Public, Flush::Later)?;
+        staging.write(&f, full.as_bytes(), Mode::Public)?;
         file_list.push(("fullChain", f.as_path()));
     }
     if let Some(opts) = &plan.pfx {
@@ -418,7 +439,7 @@ fn issue_device(
             ders.extend_from_slice(chain_der);
         }
         let pfx = pfx::build(id, key.serialized_der(), &ders, opts)?;
-        write_atomic_with(&p, &pfx, Mode::Secret, Flush::Later)?;
+        staging.write(&p, &pfx, Mode::Secret)?;
         file_list.push(("pfx", p.as_path()));
     }
     Ok((
@@ -579,6 +600,7 @@ pub fn new_devices(
     check_days(plan.days)?;
     ensure_dir(&layout.certs_dir(), Mode::Public)?;
     ensure_dir(&layout.private_dir(), Mode::Secret)?;
+    let staging = Staging::new(layout.base())?;
     let mut summary = Summary::default();
     let chain_pem: String = std::iter::once(loaded.ca.cert.pem.clone())
         .chain(
@@ -593,16 +615,20 @@ pub fn new_devices(
         .collect();
     summary.issued = issue_devices(
         layout,
+        &staging,
         plan,
-        Some(&loaded.ca),
-        &chain_pem,
-        &chain_der,
+        Signer {
+            ca: Some(&loaded.ca),
+            chain_pem: &chain_pem,
+            chain_der: &chain_der,
+        },
         tick,
         &mut summary.notes,
     )?;
     let mut manifest = Manifest::load(layout)?;
     manifest.upsert(summary.issued.clone());
-    manifest.save(layout)?;
+    manifest.save(layout, &staging)?;
+    staging.commit()?;
     Ok(summary)
 }
 
@@ -613,10 +639,23 @@ pub fn new_self_signed(layout: &Layout, plan: &DevicePlan) -> Result<Summary> {
     check_days(plan.days)?;
     ensure_dir(&layout.certs_dir(), Mode::Public)?;
     ensure_dir(&layout.private_dir(), Mode::Secret)?;
+    let staging = Staging::new(layout.base())?;
     let mut summary = Summary::default();
-    summary.issued = issue_devices(layout, plan, None, "", &[], &|| {}, &mut summary.notes)?;
+    summary.issued = issue_devices(
+        layout,
+        &staging,
+        plan,
+        Signer {
+            ca: None,
+            chain_pem: "",
+            chain_der: &[],
+        },
+        &|| {},
+        &mut summary.notes,
+    )?;
     let mut manifest = Manifest::load(layout)?;
     manifest.upsert(summary.issued.clone());
-    manifest.save(layout)?;
+    manifest.save(layout, &staging)?;
+    staging.commit()?;
     Ok(summary)
 }

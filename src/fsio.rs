@@ -1,19 +1,25 @@
 //! Crash-safe file output.
 //!
-//! Every file `pki` writes goes to a temporary file in the same directory and
-//! is then renamed over the target, so an interrupted run never leaves a
-//! truncated key or certificate behind: a file is either whole or absent.
-//! Secret files are created with mode 0600 from the start (never chmod-ed
-//! after the fact), and their directories with 0700.
+//! Every file `pki` writes goes to a temporary file and is then renamed over
+//! the target, so an interrupted run never leaves a truncated key or
+//! certificate behind: a file is either whole or absent. Secret files are
+//! created with mode 0600 from the start (never chmod-ed after the fact), and
+//! their directories with 0700.
+//!
+//! A run that writes many files (`pki chain new`, `pki device new`) uses a
+//! [`Staging`] batch: every file is written into a private directory first,
+//! and only when all of them are written are they renamed into place. A run
+//! that fails half-way (a bad password, a full disk, a directory where a key
+//! should go) therefore leaves the existing CA and devices untouched.
 //!
 //! Durability (surviving power loss, not just interruption) costs an fsync.
-//! Single files get one each ([`Flush::Now`]); bulk runs write thousands of
-//! files with [`Flush::Later`] and then call [`sync_dir`] once, because an
-//! fsync per file made 1000 devices take 2.6 s instead of 0.2 s.
+//! Single files get one each; a batch is flushed once with `syncfs`, because
+//! an fsync per file made 1000 devices take 2.6 s instead of 0.2 s.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
@@ -39,22 +45,8 @@ impl Mode {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// When a written file reaches the disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flush {
-    /// fsync before the rename.
-    Now,
-    /// The caller calls [`sync_dir`] once after a batch of writes.
-    Later,
-}
-
 /// Writes `data` to `path` atomically (temp file + fsync + rename).
 pub fn write_atomic(path: &Path, data: &[u8], mode: Mode) -> Result<()> {
-    write_atomic_with(path, data, mode, Flush::Now)
-}
-
-/// Writes `data` to `path` atomically; `sync` says whether to fsync now.
-pub fn write_atomic_with(path: &Path, data: &[u8], mode: Mode, sync: Flush) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -68,34 +60,128 @@ pub fn write_atomic_with(path: &Path, data: &[u8], mode: Mode, sync: Flush) -> R
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let werr = |source| Error::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let result = (|| {
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(mode.bits());
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(data)?;
-        if sync == Flush::Now {
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
+    let result = write_new(&tmp, data, mode, true).and_then(|()| fs::rename(&tmp, path));
+    if let Err(source) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(werr(e));
+        return Err(Error::Write {
+            path: path.to_path_buf(),
+            source,
+        });
     }
     Ok(())
 }
 
+/// Creates `path` (which must not exist) with `mode` and writes `data`.
+fn write_new(path: &Path, data: &[u8], mode: Mode, fsync: bool) -> std::io::Result<()> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(mode.bits());
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(data)?;
+    if fsync {
+        f.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Files that appear together or not at all (see the module docs).
+///
+/// Writes go into a 0700 directory under `base` (so on the same file
+/// system as their destinations); [`Staging::commit`] renames them into
+/// place. Dropping an uncommitted batch deletes what it staged.
+#[derive(Debug)]
+pub struct Staging {
+    dir: PathBuf,
+    base: PathBuf,
+    moves: Mutex<Vec<(PathBuf, PathBuf)>>,
+    committed: bool,
+}
+
+impl Staging {
+    /// Starts a batch for files under `base`.
+    pub fn new(base: &Path) -> Result<Staging> {
+        let dir = base.join(format!(
+            ".pki-staging-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut builder = fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(&dir).map_err(|source| Error::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Staging {
+            dir,
+            base: base.to_path_buf(),
+            moves: Mutex::new(Vec::new()),
+            committed: false,
+        })
+    }
+
+    /// Stages `data` for `dest` (safe to call from several threads).
+    pub fn write(&self, dest: &Path, data: &[u8], mode: Mode) -> Result<()> {
+        let tmp = self
+            .dir
+            .join(COUNTER.fetch_add(1, Ordering::Relaxed).to_string());
+        write_new(&tmp, data, mode, false).map_err(|source| Error::Write {
+            path: dest.to_path_buf(),
+            source,
+        })?;
+        self.moves
+            .lock()
+            .map_err(|_| Error::failed("a writer thread panicked"))?
+            .push((tmp, dest.to_path_buf()));
+        Ok(())
+    }
+
+    /// Moves every staged file into place and flushes them to disk.
+    ///
+    /// Destinations are checked first, so the usual reasons a rename fails
+    /// (a directory in the way) stop the batch before anything is replaced.
+    pub fn commit(mut self) -> Result<()> {
+        let moves = std::mem::take(
+            &mut *self
+                .moves
+                .lock()
+                .map_err(|_| Error::failed("a writer thread panicked"))?,
+        );
+        if let Some((_, dest)) = moves.iter().find(|(_, d)| d.is_dir()) {
+            return Err(Error::input(format!(
+                "{} is a directory, where pki needs to write a file; move it away and run again",
+                dest.display()
+            )));
+        }
+        for (tmp, dest) in &moves {
+            fs::rename(tmp, dest).map_err(|source| Error::Write {
+                path: dest.clone(),
+                source,
+            })?;
+        }
+        self.committed = true;
+        let _ = fs::remove_dir(&self.dir);
+        sync_dir(&self.base)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 /// Flushes the filesystem holding `dir` to disk (syncfs on Linux; an fsync
-/// of the directory elsewhere), completing a batch of [`Flush::Later`] writes.
+/// of the directory elsewhere), completing a [`Staging`] batch.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     let werr = |source| Error::Write {
         path: dir.to_path_buf(),
@@ -196,6 +282,24 @@ mod tests {
             );
         }
         // No temp files left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn an_uncommitted_batch_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("a.pem");
+        {
+            let staging = Staging::new(dir.path()).unwrap();
+            staging.write(&dest, b"new", Mode::Public).unwrap();
+            // Dropped without commit: as if a later step failed.
+        }
+        assert!(!dest.exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        let staging = Staging::new(dir.path()).unwrap();
+        staging.write(&dest, b"new", Mode::Secret).unwrap();
+        staging.commit().unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"new");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

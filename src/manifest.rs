@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fsio::{Mode, write_atomic};
+use crate::fsio::{Mode, Staging};
 use crate::inspect::CertInfo;
 use crate::layout::Layout;
 
@@ -103,11 +103,11 @@ impl Manifest {
         }
     }
 
-    /// Writes the manifest atomically.
-    pub fn save(&self, layout: &Layout) -> Result<()> {
+    /// Stages the manifest with the rest of a run's files.
+    pub fn save(&self, layout: &Layout, staging: &Staging) -> Result<()> {
         let mut json = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::failed(format!("cannot encode manifest.json: {e}")))?;
         json.push(b'\n');
-        write_atomic(&layout.manifest(), &json, Mode::Public)
+        staging.write(&layout.manifest(), &json, Mode::Public)
     }
 }

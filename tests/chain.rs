@@ -941,3 +941,42 @@ fn absurd_device_counts_and_files_as_directories_are_input_errors() {
         "{line}"
     );
 }
+
+#[test]
+fn a_failed_force_run_leaves_the_old_ca_and_devices_untouched() {
+    let dir = tmp();
+    chain_new(dir.path(), &["--devices", "2"]).ok();
+    let root = p(dir.path(), "certs/azure-iot-test-only.root.ca.cert.pem");
+    let root_key = p(dir.path(), "private/azure-iot-test-only.root.ca.key.pem");
+    let device = p(dir.path(), "certs/device-0001.cert.pem");
+    let manifest = p(dir.path(), "certs/manifest.json");
+    let before: Vec<Vec<u8>> = [&root, &root_key, &device, &manifest]
+        .iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
+    // Something in the way of one of the new files: the run must fail before
+    // replacing anything.
+    let blocker = dir.path().join("certs/device-0002.cert.pfx");
+    std::fs::remove_file(&blocker).unwrap();
+    std::fs::create_dir(&blocker).unwrap();
+    let line = chain_new(dir.path(), &["--devices", "2", "--force"]).bad_input();
+    assert!(line.contains("is a directory"), "{line}");
+    let after: Vec<Vec<u8>> = [&root, &root_key, &device, &manifest]
+        .iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
+    assert!(
+        before == after,
+        "the old CA, a device or the manifest was replaced"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".pki-staging"))
+        .collect();
+    assert!(leftovers.is_empty(), "staging directory left behind");
+    // With the obstacle gone, --force works.
+    std::fs::remove_dir(&blocker).unwrap();
+    chain_new(dir.path(), &["--devices", "2", "--force"]).ok();
+    assert_ne!(std::fs::read(&root).unwrap(), before[0]);
+}
