@@ -200,13 +200,20 @@ fn main() {
         let _ = writeln!(table, "{r}");
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let env = std::env::var("PKI_BENCH_DIR")
+        .map(|d| format!("PKI_BENCH_DIR={d} "))
+        .unwrap_or_default();
     let section = format!(
         "<!-- chain-bench:start -->\n## Certificate chains: `pki chain new` vs the certGen.sh openssl loop\n\n\
-         Command: `cargo bench --bench chain -- --write` (benches/chain.rs). {cores} cores, {openssl_version}, \
+         Command: `{env}cargo bench --bench chain -- --write` (benches/chain.rs). {cores} cores, {openssl_version}, \
          temp directory under `{}`. pki figures are the median of {RUNS} runs of {DEVICES} devices \
          (process start, CA creation and file writing included); the openssl loop runs certGen.sh's per-device \
          steps (genpkey, req, x509 -req with the intermediate, cat the full chain) on a sample.\n\n{table}\n\
-         Targets: ec-p256 ≥ 100× faster than the loop and ≤ 0.15 ms a device; PFX adds ≤ 1 ms a device.\n\
+         Targets: ec-p256 ≥ 100× faster than the loop and ≤ 0.15 ms a device; PFX adds ≤ 1 ms a device.\n\n\
+         File creation dominates pki's time, so the file system's state matters: in a directory where many \
+         thousands of files were just deleted (`/tmp` right after the test suite), ext4's inode allocator \
+         (`recently_deleted` in a profile) made the same EC run take 0.6–1.0 s instead of 0.15 s. \
+         `PKI_BENCH_DIR` picks the directory; the figures above name it.\n\
          <!-- chain-bench:end -->\n",
         base.parent()
             .map(|p| p.display().to_string())
