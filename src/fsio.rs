@@ -107,8 +107,10 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// Starts a batch for files under `base`.
+    /// Starts a batch for files under `base`, first clearing the staging
+    /// directories of earlier runs that were killed (their process is gone).
     pub fn new(base: &Path) -> Result<Staging> {
+        remove_abandoned(base);
         let dir = base.join(format!(
             ".pki-staging-{}-{}",
             std::process::id(),
@@ -199,6 +201,29 @@ impl Staging {
         self.committed = true;
         let _ = fs::remove_dir_all(&self.dir);
         sync_dir(&self.base)
+    }
+}
+
+/// Deletes `.pki-staging-<pid>-<n>` directories under `base` whose process no
+/// longer runs (a run killed with SIGKILL cannot clean up after itself).
+fn remove_abandoned(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(".pki-staging-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        // Without /proc (not Linux) we cannot tell: leave it alone.
+        if !alive && Path::new("/proc/self").exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -331,5 +356,17 @@ mod tests {
         staging.commit().unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"new");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn staging_left_by_a_killed_run_is_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid 0 never names a user process.
+        let stale = dir.path().join(".pki-staging-0-7");
+        fs::create_dir_all(stale.join("0")).unwrap();
+        fs::write(stale.join("0/1"), b"half a key").unwrap();
+        let staging = Staging::new(dir.path()).unwrap();
+        assert!(!stale.exists());
+        staging.commit().unwrap();
     }
 }
