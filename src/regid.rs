@@ -60,6 +60,50 @@ pub fn check_registration_id(id: &str) -> Result<Option<String>> {
     check(id, MAX_CN_ID, "registration ID")
 }
 
+/// A registration ID that passed DPS's rule: the only way to make one is
+/// [`RegistrationId::parse`] (or [`RegistrationId::parse_cn`] for an X.509
+/// device, whose ID is also a 64-character CN), so an unchecked ID cannot
+/// reach the registration engine or a file name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegistrationId(String);
+
+impl RegistrationId {
+    /// Checks `id` as a registration ID (at most [`MAX_ID`] characters);
+    /// the second value is the upper-case warning of [`check`], if any.
+    pub fn parse(id: &str) -> Result<(Self, Option<String>)> {
+        let warning = check(id, MAX_ID, "registration ID")?;
+        Ok((RegistrationId(id.to_owned()), warning))
+    }
+
+    /// Checks `id` as an X.509 registration ID (also a CN: at most [`MAX_CN_ID`]).
+    pub fn parse_cn(id: &str) -> Result<(Self, Option<String>)> {
+        let warning = check_registration_id(id)?;
+        Ok((RegistrationId(id.to_owned()), warning))
+    }
+
+    /// The ID as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key DPS compares by: IDs are case-insensitive.
+    pub fn folded(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+impl std::fmt::Display for RegistrationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for RegistrationId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +132,16 @@ mod tests {
             assert!(e.to_string().contains("DPS allows"), "{e}");
         }
         assert!(check(&"x".repeat(128), MAX_ID, "group ID").is_ok());
+    }
+
+    #[test]
+    fn registration_id_only_from_the_rule() {
+        let (id, warn) = RegistrationId::parse("Dev-1").unwrap();
+        assert_eq!(id.as_str(), "Dev-1");
+        assert_eq!(id.folded(), "dev-1");
+        assert!(warn.is_some());
+        assert!(RegistrationId::parse("bad id").is_err());
+        assert!(RegistrationId::parse(&"x".repeat(100)).is_ok());
+        assert!(RegistrationId::parse_cn(&"x".repeat(100)).is_err());
     }
 }

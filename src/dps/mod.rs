@@ -9,3 +9,4 @@ pub mod connection_string;
 pub mod enrollment;
 pub mod http;
 pub mod sas;
+pub mod vocab;
