@@ -88,8 +88,9 @@ fn bare_group_commands_print_their_subcommands() {
 
 /// Every `pki … --help` (each command and subcommand, found from the
 /// "Commands:" lists): no line over 100 columns, and every example command
-/// (a line starting `pki `) is complete on its line: it either ends there or
-/// ends with ` \` and the next line continues it explicitly.
+/// (a line starting `pki `) is complete on its line: it was not broken by
+/// clap's wrapping (which happens only when the next word would pass column
+/// 100), or it ends with ` \` and the next line continues it explicitly.
 #[test]
 fn no_help_example_wraps() {
     let mut todo = vec![Vec::<String>::new()];
@@ -110,18 +111,17 @@ fn no_help_example_wraps() {
                 );
             }
             let t = line.trim_start();
-            if t.starts_with("pki ") && !t.ends_with('\\') {
-                if let Some(next) = lines.get(i + 1) {
-                    let indent = |l: &str| l.len() - l.trim_start().len();
-                    // A wrapped remainder would sit at the same or a deeper
-                    // indent and not start a new example or description.
-                    let wrapped = !next.trim().is_empty()
-                        && indent(next) >= indent(line)
-                        && !next.trim_start().starts_with("pki ")
-                        && next
-                            .trim_start()
-                            .starts_with(|c: char| c.is_lowercase() || c == '-')
-                        && !line.contains("  ");
+            if t.starts_with("pki ")
+                && !t.ends_with('\\')
+                && let Some(next) = lines.get(i + 1)
+            {
+                {
+                    // clap wraps greedily at 100 columns: a line was broken
+                    // when the next line's first word would have fitted
+                    // only past column 100.
+                    let first = next.split_whitespace().next().unwrap_or("");
+                    let wrapped =
+                        !first.is_empty() && line.chars().count() + 1 + first.chars().count() > 100;
                     assert!(
                         !wrapped,
                         "`pki {}`: an example wraps:\n{line}\n{next}",
@@ -139,8 +139,10 @@ fn no_help_example_wraps() {
                 } else if let Some(name) = line
                     .strip_prefix("  ")
                     .and_then(|l| l.split_whitespace().next())
+                    && !line.starts_with("   ")
+                    && name != "help"
                 {
-                    if !line.starts_with("   ") && name != "help" {
+                    {
                         let mut p = path.clone();
                         p.push(name.to_owned());
                         todo.push(p);

@@ -49,7 +49,7 @@ enum Command {
     /// Certificate chains: root CA, intermediate CAs and devices.
     #[command(subcommand)]
     #[command(after_help = "Examples:
-  pki chain new                          root, intermediate and device-0001 in ./certs, ./private
+  pki chain new                          root, intermediate and device-0001 in ./certs
   pki chain new --devices 1000 --no-pfx  1000 devices, no PFX files
   pki chain new --certgen --out lab      what certGen.sh makes, into ./lab
 See `pki chain new --help` for every option.")]
