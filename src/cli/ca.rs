@@ -125,6 +125,9 @@ pub struct ArmArgs {
     /// Name of the DPS resource.
     #[arg(long, value_name = "NAME")]
     dps_name: String,
+    /// Allow an http:// --arm-endpoint on a loopback host (a local test server; the token travels in clear).
+    #[arg(long)]
+    insecure_http: bool,
 }
 
 impl ArmArgs {
@@ -138,11 +141,12 @@ impl ArmArgs {
                     "no bearer token: export AZURE_ACCESS_TOKEN=$(az account get-access-token --query accessToken -o tsv)",
                 )
             })?;
-        if !(self.arm_endpoint.starts_with("https://") || self.arm_endpoint.starts_with("http://"))
-        {
-            return Err(Error::input(
-                "--arm-endpoint must be a URL such as https://management.azure.com",
-            ));
+        if let Some(w) = crate::dps::http::check_endpoint(
+            &self.arm_endpoint,
+            "--arm-endpoint",
+            self.insecure_http,
+        )? {
+            warn(w);
         }
         ArmClient::new(
             ArmTarget {
