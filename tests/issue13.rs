@@ -150,3 +150,135 @@ fn unused(_: PathBuf) {
     let _ = chain;
     let _ = path_str;
 }
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl CLI is needed by these tests");
+    assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
+}
+
+fn register(dir: &Path, cert: &str, key: &str, port: u16, extra: &[&str]) -> Output {
+    let host = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "register",
+        "--id-scope",
+        "0ne00000001",
+        "--cert",
+        cert,
+        "--key",
+        key,
+        "--host",
+        &host,
+        "--attempts",
+        "1",
+        "--request-timeout",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    pki_in(dir, &args, &[])
+}
+
+// (3) `register --key` takes SEC1 and PKCS#1 keys; a v1 leaf gets a plain message.
+#[test]
+fn register_accepts_sec1_and_pkcs1_keys_and_explains_v1_leaves() {
+    let s = sink();
+    let ec = chain();
+    let d = ec.path();
+    openssl(
+        d,
+        &[
+            "ec",
+            "-in",
+            "private/device-0001.key.pem",
+            "-out",
+            "sec1.pem",
+        ],
+    );
+    assert!(
+        std::fs::read_to_string(d.join("sec1.pem"))
+            .unwrap()
+            .contains("BEGIN EC PRIVATE KEY")
+    );
+    let rsa = tempfile::tempdir().unwrap();
+    let r = rsa.path();
+    let o = pki_in(
+        r,
+        &["chain", "new", "--no-pfx", "-q", "--key", "rsa-2048"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    openssl(
+        r,
+        &[
+            "rsa",
+            "-traditional",
+            "-in",
+            "private/device-0001.key.pem",
+            "-out",
+            "pkcs1.pem",
+        ],
+    );
+    assert!(
+        std::fs::read_to_string(r.join("pkcs1.pem"))
+            .unwrap()
+            .contains("BEGIN RSA PRIVATE KEY")
+    );
+    for (dir, key) in [
+        (d, "sec1.pem"),
+        (r, "pkcs1.pem"),
+        (d, "private/device-0001.key.pem"),
+    ] {
+        let o = register(
+            dir,
+            "certs/device-0001-full-chain.cert.pem",
+            key,
+            s.port,
+            &[],
+        );
+        let err = stderr(&o);
+        // The client is built and connects; the sink then hangs up.
+        assert_eq!(o.status.code(), Some(1), "{key}: {err}");
+        assert!(
+            !err.contains("builder error") && !err.contains("cannot set up"),
+            "{key}: {err}"
+        );
+    }
+    assert!(s.was_hit());
+
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "v1.key",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "v1.key",
+            "-subj",
+            "/CN=v1dev",
+            "-out",
+            "v1.csr",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "x509", "-req", "-in", "v1.csr", "-signkey", "v1.key", "-days", "2", "-out", "v1.pem",
+        ],
+    );
+    let line = bad_input(&register(d, "v1.pem", "v1.key", s.port, &[]));
+    assert!(line.contains("v1"), "{line}");
+}

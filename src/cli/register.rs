@@ -76,6 +76,12 @@ pub fn run(a: RegisterArgs) -> Result<()> {
         ))
     })?;
     let leaf = cert::parse_der(leaf_der, &what)?;
+    if leaf.version() != x509_parser::x509::X509Version::V3 {
+        return Err(Error::input(format!(
+            "the leaf certificate of {what} is X.509 v{}; TLS client authentication needs a v3 certificate (with extensions): issue the device with `pki device new`",
+            leaf.version().0 + 1
+        )));
+    }
     let cn = cert::common_name(&leaf);
     let reg_id = match (&a.registration_id, &cn) {
         (Some(r), Some(cn)) if r != cn => {
@@ -121,7 +127,7 @@ pub fn run(a: RegisterArgs) -> Result<()> {
         .transpose()?;
 
     // reqwest wants the key and the chain in one PEM buffer.
-    let mut pem = crate::keys::pem_lf("PRIVATE KEY", key.serialized_der()).into_bytes();
+    let mut pem = crate::keys::pem_lf("PRIVATE KEY", &crate::keys::pkcs8_der(&key)?).into_bytes();
     for der in &chain {
         pem.extend_from_slice(crate::keys::pem_lf("CERTIFICATE", der).as_bytes());
     }
