@@ -282,3 +282,65 @@ fn register_accepts_sec1_and_pkcs1_keys_and_explains_v1_leaves() {
     let line = bad_input(&register(d, "v1.pem", "v1.key", s.port, &[]));
     assert!(line.contains("v1"), "{line}");
 }
+
+// (4) Local checks (key passwords, options) before the first request.
+#[test]
+fn keys_and_options_are_checked_before_any_request() {
+    let s = sink();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = pki_in(
+        d,
+        &[
+            "chain",
+            "new",
+            "--no-pfx",
+            "-q",
+            "--key-password",
+            "right-pw",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let url = format!("http://127.0.0.1:{}", s.port);
+    for issuer in [None, Some("root")] {
+        let mut args = vec![
+            "ca",
+            "verify",
+            "my-root",
+            "--ca-key-password",
+            "wrong-pw",
+            "--arm-endpoint",
+            &url,
+            "--insecure-http",
+            "--subscription",
+            "s",
+            "--resource-group",
+            "g",
+            "--dps-name",
+            "d",
+            "--attempts",
+            "1",
+        ];
+        if let Some(i) = issuer {
+            args.extend(["--issuer", i]);
+        }
+        let line = bad_input(&pki_in(d, &args, &[("AZURE_ACCESS_TOKEN", "t")]));
+        assert!(line.contains("wrong password"), "{line}");
+        assert!(!line.contains("wrong-pw"), "{line}");
+    }
+    assert!(
+        !s.was_hit(),
+        "ca verify sent a request before checking the key"
+    );
+
+    let line = bad_input(&register(
+        d,
+        "certs/device-0001-full-chain.cert.pem",
+        "private/device-0001.key.pem",
+        s.port,
+        &["--key-password", "right-pw", "--timeout", "0"],
+    ));
+    assert!(line.contains("--timeout"), "{line}");
+    assert!(!s.was_hit(), "register sent a request with --timeout 0");
+}

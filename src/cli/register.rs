@@ -52,7 +52,7 @@ pub struct RegisterArgs {
     #[arg(long, value_name = "JSON")]
     payload: Option<String>,
     /// Give up if DPS has not finished within this many seconds.
-    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    #[arg(long, default_value_t = 120, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
     /// Print the whole registrationState as JSON.
     #[arg(long)]

@@ -11,6 +11,7 @@ use crate::ca_dir::{self, CaFiles};
 use crate::dps::arm::ArmClient;
 use crate::dps::enrollment::{CertInput, load_cert};
 use crate::error::{Error, Result};
+use crate::issue::Ca;
 use crate::keys::KeyType;
 use crate::verify_code;
 
@@ -32,7 +33,9 @@ pub async fn prove(
     password: Option<&str>,
     note: &dyn Fn(String),
 ) -> Result<Value> {
-    let mut loaded: Vec<(&CaFiles, CertInput)> = Vec::new();
+    // Every key is decrypted before the first request, so a wrong password
+    // fails here and not after the certificate was uploaded.
+    let mut loaded: Vec<(&CaFiles, CertInput, Result<Ca>)> = Vec::new();
     for c in candidates {
         let what = c.cert.display().to_string();
         let cert = load_cert(&crate::fsio::read_input(&c.cert)?, &what, true)?;
@@ -48,27 +51,33 @@ pub async fn prove(
                     .display()
             )));
         }
-        loaded.push((c, cert));
+        let ca = ca_dir::load(c, password);
+        loaded.push((c, cert, ca));
     }
-    let Some(first) = loaded.first() else {
+    if loaded.iter().all(|(_, _, ca)| ca.is_err()) {
+        if let Some((_, _, Err(e))) = loaded.into_iter().next() {
+            return Err(e);
+        }
         return Err(Error::input("no CA certificate to prove possession of"));
-    };
+    }
     let existing = client.get(name).await?;
-    let (files, current) = match existing {
+    let (index, current) = match existing {
         Some(v) => {
             let dps_thumb = v
                 .pointer("/properties/thumbprint")
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
-            let found = loaded.iter().find(|(_, c)| c.has_thumbprint(&dps_thumb));
-            let Some((files, _)) = found else {
+            let found = loaded
+                .iter()
+                .position(|(_, c, _)| c.has_thumbprint(&dps_thumb));
+            let Some(found) = found else {
                 return Err(Error::input(format!(
                     "certificate `{name}` in DPS has thumbprint {}, which matches none of {}; pass --issuer root|intermediate|PATH for the CA that was uploaded",
                     dps_thumb.to_ascii_uppercase(),
                     loaded
                         .iter()
-                        .map(|(c, x)| format!("{} ({})", c.label, x.sha1))
+                        .map(|(c, x, _)| format!("{} ({})", c.label, x.sha1))
                         .collect::<Vec<_>>()
                         .join(", ")
                 )));
@@ -77,19 +86,27 @@ pub async fn prove(
                 note(format!("certificate `{name}` is already verified"));
                 return Ok(v);
             }
-            (*files, v)
+            (found, v)
         }
         None => {
-            let (files, cert) = first;
+            // The first candidate is uploaded: its key must have loaded.
+            if loaded[0].2.is_err() {
+                if let Some((_, _, Err(e))) = loaded.into_iter().next() {
+                    return Err(e);
+                }
+                return Err(Error::failed("the CA key did not load"));
+            }
+            let (files, cert, _) = &loaded[0];
             note(format!(
                 "certificate `{name}` is not in DPS yet; uploading the {} CA ({})",
                 files.label, cert.subject
             ));
             let v = client.upload(name, &cert.pem, false, None).await?;
-            (*files, v)
+            (0, v)
         }
     };
-    let ca = ca_dir::load(files, password)?;
+    let (files, _, ca) = loaded.swap_remove(index);
+    let ca = ca?;
     let etag = etag_of(&current)
         .ok_or_else(|| Error::Service(format!("certificate `{name}` came back without an etag")))?;
     let (code, etag) = client.generate_code(name, &etag).await?;
