@@ -104,6 +104,15 @@ fn files(pairs: &[(FileKind, &Path)], layout: &Layout) -> BTreeMap<FileKind, Str
         .collect()
 }
 
+/// The CN of the `n`th intermediate: the base name, then " 2", " 3", ….
+fn intermediate_cn(base: &str, n: usize) -> String {
+    if n == 1 {
+        base.to_string()
+    } else {
+        format!("{base} {n}")
+    }
+}
+
 /// `pki chain new`: root → intermediates → devices (and an edge CA).
 pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> {
     let layout = Layout::new(&plan.out);
@@ -120,6 +129,10 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
         )));
     }
     check_devices_absent(&layout, &plan.devices)?;
+    crate::profile::check_common_name(&plan.root_cn)?;
+    for n in 1..=plan.intermediates {
+        crate::profile::check_common_name(&intermediate_cn(&plan.intermediate_cn, n))?;
+    }
     check_days(plan.ca_days)?;
     check_days(plan.devices.days)?;
     if let Some(edge) = &plan.edge_ca {
@@ -173,11 +186,7 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
 
     let mut cas = vec![root];
     for n in 1..=plan.intermediates {
-        let cn = if n == 1 {
-            plan.intermediate_cn.clone()
-        } else {
-            format!("{} {n}", plan.intermediate_cn)
-        };
+        let cn = intermediate_cn(&plan.intermediate_cn, n);
         let parent = cas.last().ok_or_else(|| Error::failed("no parent CA"))?;
         let ca = Ca::create(
             &Profile::IntermediateCa {

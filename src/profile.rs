@@ -14,6 +14,31 @@ use rcgen::{
 
 use crate::error::{Error, Result};
 
+/// Longest common name X.520 allows (`ub-common-name`).
+pub const MAX_CN: usize = 64;
+
+/// Refuses a CN that no certificate should carry: empty, longer than 64
+/// characters, or holding a control character (a newline, a tab).
+pub fn check_common_name(cn: &str) -> Result<()> {
+    if cn.trim().is_empty() {
+        return Err(Error::input(
+            "the certificate's common name is empty; give a non-empty CN",
+        ));
+    }
+    let n = cn.chars().count();
+    if n > MAX_CN {
+        return Err(Error::input(format!(
+            "the common name is {n} characters long; X.509 allows at most {MAX_CN}: give a shorter CN"
+        )));
+    }
+    if cn.chars().any(char::is_control) {
+        return Err(Error::input(
+            "the common name contains a control character (a line break or tab); give it on one line",
+        ));
+    }
+    Ok(())
+}
+
 /// A certificate's role, as `certs/manifest.json` records it (`root-ca`, …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -110,11 +135,7 @@ impl Profile {
         common_name: &str,
         rsa_subject: bool,
     ) -> Result<()> {
-        if common_name.trim().is_empty() {
-            return Err(Error::input(
-                "the certificate's common name is empty; give a non-empty CN",
-            ));
-        }
+        check_common_name(common_name)?;
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name

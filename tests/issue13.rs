@@ -344,3 +344,73 @@ fn keys_and_options_are_checked_before_any_request() {
     assert!(line.contains("--timeout"), "{line}");
     assert!(!s.was_hit(), "register sent a request with --timeout 0");
 }
+
+// (5) Accepted though invalid: each of these is exit 2 with one line.
+#[test]
+fn invalid_inputs_are_refused() {
+    let fresh = || tempfile::tempdir().unwrap();
+    let long = "x".repeat(65);
+    for args in [
+        vec!["chain", "new", "--root-cn", long.as_str()],
+        vec!["chain", "new", "--intermediate-cn", "two\nlines"],
+        vec!["chain", "new", "--key-password", ""],
+        vec!["chain", "new", "--prefix", "sensor-"],
+    ] {
+        let d = fresh();
+        bad_input(&pki_in(d.path(), &args, &[]));
+        assert!(!d.path().join("certs").exists(), "{args:?} wrote files");
+    }
+    let d = fresh();
+    let cs = format!("HostName=localhost:1;SharedAccessKeyName=p;SharedAccessKey={KEY}");
+    for args in [
+        vec!["enroll", "g", "--ca-ref", "r", "--iot-hub", ""],
+        vec![
+            "enroll",
+            "g",
+            "--ca-ref",
+            "r",
+            "--allocation",
+            "custom",
+            "--webhook-url",
+            "not a url",
+        ],
+    ] {
+        bad_input(&pki_in(d.path(), &args, &[("DPS_CONNECTION_STRING", &cs)]));
+    }
+    let big = "h".repeat(100_000);
+    for host in ["localhost/path", "user@localhost", big.as_str()] {
+        let cs = format!("HostName={host};SharedAccessKeyName=p;SharedAccessKey={KEY}");
+        let line = bad_input(&pki_in(
+            d.path(),
+            &["enroll", "list"],
+            &[("DPS_CONNECTION_STRING", &cs)],
+        ));
+        assert!(
+            line.len() < 400,
+            "the HostName is echoed: {} bytes",
+            line.len()
+        );
+    }
+    let c = chain();
+    let combined = c.path().join("combined.pem");
+    let mut text =
+        std::fs::read_to_string(c.path().join("certs/device-0001-full-chain.cert.pem")).unwrap();
+    text.push_str(&std::fs::read_to_string(c.path().join("private/device-0001.key.pem")).unwrap());
+    std::fs::write(&combined, text).unwrap();
+    let line = bad_input(&pki_in(
+        c.path(),
+        &["inspect", "--chain", path_str(&combined)],
+        &[],
+    ));
+    assert!(line.contains("private key"), "{line}");
+    let s = sink();
+    let line = bad_input(&register(
+        c.path(),
+        "certs/device-0001-full-chain.cert.pem",
+        "private/device-0001.key.pem",
+        s.port,
+        &["--registration-id", &long],
+    ));
+    assert!(line.contains("64"), "{line}");
+    assert!(!s.was_hit());
+}

@@ -99,7 +99,12 @@ pub struct DeviceArgs {
     pub devices: Option<u32>,
 
     /// Name prefix for --devices.
-    #[arg(long, value_name = "PREFIX", default_value = "device-")]
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "device-",
+        requires = "devices"
+    )]
     pub prefix: String,
 
     /// Key type of the device keys (overrides --key).
@@ -115,7 +120,8 @@ pub struct DeviceArgs {
         long,
         env = "PKI_KEY_PASSWORD",
         hide_env_values = true,
-        value_name = "PASSWORD"
+        value_name = "PASSWORD",
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
     )]
     pub key_password: Option<String>,
 

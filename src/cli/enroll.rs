@@ -322,6 +322,7 @@ fn create_or_update(a: GroupArgs) -> Result<()> {
         initial_twin: a.initial_twin.as_deref().map(read_twin).transpose()?,
     };
 
+    spec.check()?;
     if a.dry_run {
         // Never connects: shows the create body. An update would merge these
         // fields into the stored record instead.

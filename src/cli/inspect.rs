@@ -66,7 +66,13 @@ pub fn run(args: InspectArgs) -> Result<()> {
 
 fn run_chain(chain: &Path, root: Option<&PathBuf>, json: bool) -> Result<()> {
     let what = chain.display().to_string();
-    let certs = read_certificates(&read_input_or_stdin(chain)?, &what)?;
+    let data = read_input_or_stdin(chain)?;
+    if crate::cert::read_bundle(&data, &what)?.has_private_key() {
+        return Err(Error::input(format!(
+            "{what} contains a private key; a device chain file holds certificates only: pass the …-full-chain.cert.pem file, and keep the key out of files you share"
+        )));
+    }
+    let certs = read_certificates(&data, &what)?;
     let root_der = match root {
         Some(r) => Some(read_first(
             &read_input_or_stdin(r)?,

@@ -98,7 +98,8 @@ pub fn run(a: RegisterArgs) -> Result<()> {
             )));
         }
     };
-    let (reg_id, _) = RegistrationId::parse(&reg_id)?;
+    // An X.509 registration ID is the leaf's CN: at most 64 characters.
+    let (reg_id, _) = RegistrationId::parse_cn(&reg_id)?;
     if chain.len() == 1 {
         warn(format!(
             "{what} holds only the leaf; DPS needs the chain up to a verified CA (use the …-full-chain.cert.pem file) unless the group certificate signed the leaf directly"

@@ -38,6 +38,17 @@ fn check_host_name(host: &str) -> Result<()> {
             "the connection string's HostName holds a URL scheme; give the host name only (e.g. HostName=my-dps.azure-devices-provisioning.net): pki always uses HTTPS",
         ));
     }
+    if host.len() > 255 {
+        return Err(Error::input(format!(
+            "the connection string's HostName is {} bytes long; a host name has at most 255: copy the connection string again",
+            host.len()
+        )));
+    }
+    if host.contains('/') || host.contains('@') || host.chars().any(char::is_whitespace) {
+        return Err(Error::input(
+            "the connection string's HostName is not a bare host name (it holds `/`, `@` or spaces); give only the host, e.g. HostName=my-dps.azure-devices-provisioning.net",
+        ));
+    }
     Ok(())
 }
 

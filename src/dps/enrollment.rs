@@ -140,6 +140,33 @@ pub struct GroupSpec {
     pub initial_twin: Option<Value>,
 }
 
+impl GroupSpec {
+    /// The checks that need no service: hub names and the webhook URL.
+    pub fn check(&self) -> Result<()> {
+        for hub in &self.iot_hubs {
+            if hub.trim().is_empty()
+                || hub.contains(['/', '@', ':'])
+                || hub.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(Error::input(
+                    "--iot-hub needs an IoT hub host name such as my-hub.azure-devices.net (no scheme, path or spaces)",
+                ));
+            }
+        }
+        if let Some(u) = &self.webhook_url {
+            let ok = reqwest::Url::parse(u).is_ok_and(|url| {
+                matches!(url.scheme(), "https" | "http") && url.host_str().is_some()
+            });
+            if !ok {
+                return Err(Error::input(
+                    "--webhook-url is not a URL; give the Azure Function's URL, e.g. https://my-func.azurewebsites.net/api/allocate?code=…",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Default `customAllocationDefinition.apiVersion` (the newest webhook
 /// version the portal offers).
 pub const DEFAULT_WEBHOOK_API_VERSION: &str = "2019-03-31";
@@ -183,6 +210,7 @@ fn slot(cert: &CertInput) -> Value {
 /// Builds the body for a create (`existing` = None) or an update of the
 /// stored record `existing`, changing only what `spec` sets.
 pub fn build_group(id: &str, spec: &GroupSpec, existing: Option<&Value>) -> Result<Value> {
+    spec.check()?;
     let creating = existing.is_none();
     let mut body = existing.cloned().unwrap_or_else(|| json!({}));
     let root = obj(&mut body);
