@@ -157,6 +157,9 @@ pub fn load_issuer(
     key_path: Option<&Path>,
     password: Option<&str>,
 ) -> Result<LoadedCa> {
+    // A `chain new --force` killed mid-commit is rolled back first, so the
+    // CA read here is the complete old one.
+    crate::fsio::recover(layout.base())?;
     if !matches!(choice, IssuerChoice::Path(_)) {
         layout.require_ca()?;
     }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub use crate::ca_dir::{IssuerChoice, LoadedCa, load_issuer};
 use crate::error::{Error, Result};
-use crate::fsio::{Mode, Staging, ensure_dir};
+use crate::fsio::{Mode, Staging, ensure_own_dir, recover};
 use crate::issue::{Ca, check_days, issue};
 use crate::keys::{KeyType, private_key_pem};
 use crate::layout::{FileKind, Layout};
@@ -116,6 +116,8 @@ fn intermediate_cn(base: &str, n: usize) -> String {
 /// `pki chain new`: root → intermediates → devices (and an edge CA).
 pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> {
     let layout = Layout::new(&plan.out);
+    // A run killed mid-commit is rolled back before anything is checked.
+    recover(layout.base())?;
     let existing: Vec<PathBuf> = [layout.root_cert(), layout.root_key()]
         .into_iter()
         .chain((1..=plan.intermediates.max(1)).map(|n| layout.intermediate_key(n)))
@@ -144,8 +146,8 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
             )));
         }
     }
-    ensure_dir(&layout.certs_dir(), Mode::Public)?;
-    ensure_dir(&layout.private_dir(), Mode::Secret)?;
+    ensure_own_dir(&layout.certs_dir(), Mode::Public)?;
+    ensure_own_dir(&layout.private_dir(), Mode::Secret)?;
     // Nothing replaces the old CA until every new file is written.
     let staging = Staging::new(layout.base())?;
 
@@ -246,16 +248,17 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
         certificates: summary.issued.clone(),
     };
     manifest.save(&layout, &staging)?;
-    staging.commit()?;
-    // Remove intermediates a previous, longer chain left behind (only reached with --force).
+    // Intermediates a previous, longer chain left behind go in the same
+    // batch (only reached with --force).
     for n in plan.intermediates + 1.. {
         let (c, k) = (layout.intermediate_cert(n), layout.intermediate_key(n));
         if !c.exists() && !k.exists() {
             break;
         }
-        let _ = std::fs::remove_file(c);
-        let _ = std::fs::remove_file(k);
+        staging.remove(&c)?;
+        staging.remove(&k)?;
     }
+    staging.commit()?;
     Ok(summary)
 }
 
@@ -478,10 +481,11 @@ pub fn new_devices(
     plan: &DevicePlan,
     tick: &(dyn Fn() + Sync),
 ) -> Result<Summary> {
+    recover(layout.base())?;
     check_devices_absent(layout, plan)?;
     check_days(plan.days)?;
-    ensure_dir(&layout.certs_dir(), Mode::Public)?;
-    ensure_dir(&layout.private_dir(), Mode::Secret)?;
+    ensure_own_dir(&layout.certs_dir(), Mode::Public)?;
+    ensure_own_dir(&layout.private_dir(), Mode::Secret)?;
     let staging = Staging::new(layout.base())?;
     let mut summary = Summary::default();
     let chain_pem: String = std::iter::once(loaded.ca.cert.pem.clone())
@@ -517,10 +521,11 @@ pub fn new_devices(
 /// `pki device new --self-signed`: devices with self-signed certificates,
 /// for individual enrollments.
 pub fn new_self_signed(layout: &Layout, plan: &DevicePlan) -> Result<Summary> {
+    recover(layout.base())?;
     check_devices_absent(layout, plan)?;
     check_days(plan.days)?;
-    ensure_dir(&layout.certs_dir(), Mode::Public)?;
-    ensure_dir(&layout.private_dir(), Mode::Secret)?;
+    ensure_own_dir(&layout.certs_dir(), Mode::Public)?;
+    ensure_own_dir(&layout.private_dir(), Mode::Secret)?;
     let staging = Staging::new(layout.base())?;
     let mut summary = Summary::default();
     summary.issued = issue_devices(

@@ -414,3 +414,205 @@ fn invalid_inputs_are_refused() {
     assert!(line.contains("64"), "{line}");
     assert!(!s.was_hit());
 }
+
+/// Every file under certs/ and private/ (relative path → bytes).
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for sub in ["certs", "private"] {
+        let Ok(rd) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            out.insert(
+                format!("{sub}/{}", e.file_name().to_string_lossy()),
+                std::fs::read(e.path()).unwrap(),
+            );
+        }
+    }
+    out
+}
+
+fn openssl_out(dir: &Path, args: &[&str]) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// The directory holds one complete, consistent CA (checked with openssl):
+/// each CA key belongs to its certificate, every device chains to the root,
+/// and the manifest describes this root.
+fn assert_complete(dir: &Path, devices: &[&str]) {
+    let pubkey_of_cert =
+        |c: &str| stdout(&openssl_out(dir, &["x509", "-noout", "-pubkey", "-in", c]));
+    let pubkey_of_key = |k: &str| stdout(&openssl_out(dir, &["pkey", "-pubout", "-in", k]));
+    for (c, k) in [
+        (
+            "certs/azure-iot-test-only.root.ca.cert.pem",
+            "private/azure-iot-test-only.root.ca.key.pem",
+        ),
+        (
+            "certs/azure-iot-test-only.intermediate.cert.pem",
+            "private/azure-iot-test-only.intermediate.key.pem",
+        ),
+    ] {
+        let a = pubkey_of_cert(c);
+        assert!(!a.is_empty(), "{c} missing");
+        assert_eq!(a, pubkey_of_key(k), "{k} does not belong to {c}");
+    }
+    for d in devices {
+        let full = format!("certs/{d}-full-chain.cert.pem");
+        let o = openssl_out(
+            dir,
+            &[
+                "verify",
+                "-CAfile",
+                "certs/azure-iot-test-only.root.ca.cert.pem",
+                "-untrusted",
+                "certs/azure-iot-test-only.chain.ca.cert.pem",
+                &full,
+            ],
+        );
+        assert!(o.status.success(), "{d}: {}", stderr(&o));
+        assert_eq!(
+            pubkey_of_cert(&format!("certs/{d}.cert.pem")),
+            pubkey_of_key(&format!("private/{d}.key.pem"))
+        );
+    }
+    let manifest = std::fs::read_to_string(dir.join("certs/manifest.json")).unwrap();
+    let fp = stdout(&openssl_out(
+        dir,
+        &[
+            "x509",
+            "-noout",
+            "-fingerprint",
+            "-sha1",
+            "-in",
+            "certs/azure-iot-test-only.root.ca.cert.pem",
+        ],
+    ));
+    let fp = fp.trim().rsplit('=').next().unwrap().replace(':', "");
+    assert!(
+        manifest.contains(&fp),
+        "the manifest does not describe this root"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".pki"))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}
+
+/// Injects a failure (in process, or a kill) before each rename of the
+/// command's commit in turn; after recovery the directory must hold the
+/// complete old state or the complete new one, and `rerun` must succeed.
+fn sweep(
+    setup: &dyn Fn(&Path),
+    args: &[&str],
+    rerun: &[&str],
+    devices_after: &[&str],
+    devices_before: &[&str],
+) {
+    for var in ["PKI_TEST_CRASH_AT_RENAME", "PKI_TEST_FAIL_AT_RENAME"] {
+        let mut n = 1;
+        loop {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            setup(d);
+            let before = snapshot(d);
+            let ns = n.to_string();
+            let o = pki_in(d, args, &[(var, &ns)]);
+            if o.status.success() {
+                assert!(n > 2, "{var}: the commit made fewer renames than expected");
+                assert_complete(d, devices_after);
+                break;
+            }
+            let expected = if var.contains("CRASH") { 86 } else { 1 };
+            assert_eq!(
+                o.status.code(),
+                Some(expected),
+                "{var}={n} {args:?}: {}",
+                stderr(&o)
+            );
+            // What the next run does first.
+            pki::fsio::recover(d).unwrap();
+            let after = snapshot(d);
+            if after != before {
+                assert_complete(d, devices_after);
+            } else if !before.is_empty() {
+                assert_complete(d, devices_before);
+            }
+            let o = pki_in(d, rerun, &[]);
+            assert!(
+                o.status.success(),
+                "{var}={n}: rerun {rerun:?} failed: {}",
+                stderr(&o)
+            );
+            assert_complete(d, devices_after);
+            n += 1;
+            assert!(n < 60, "no end to the renames");
+        }
+    }
+}
+
+// (1) chain new (fresh and --force) and device new are all-or-nothing across crashes.
+#[test]
+fn kill_point_sweep() {
+    let make_chain = |d: &Path| {
+        let o = pki_in(
+            d,
+            &["chain", "new", "--no-pfx", "-q", "--intermediates", "2"],
+            &[],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let fresh = ["chain", "new", "--no-pfx", "-q"];
+    sweep(&|_| {}, &fresh, &fresh, &["device-0001"], &[]);
+    let force = ["chain", "new", "--no-pfx", "-q", "--force"];
+    sweep(
+        &make_chain,
+        &force,
+        &force,
+        &["device-0001"],
+        &["device-0001"],
+    );
+    let dev = ["device", "new", "--no-pfx", "-q", "sensor-1"];
+    sweep(&make_chain, &dev, &dev, &["device-0001"], &["device-0001"]);
+}
+
+// (1) Never chmod the user's directory; refuse a symlinked private/.
+#[test]
+fn symlinked_private_is_refused_and_existing_dirs_keep_their_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = d.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, out.join("private")).unwrap();
+    let line = bad_input(&pki_in(
+        d,
+        &["chain", "new", "--out", "out", "--no-pfx"],
+        &[],
+    ));
+    assert!(line.contains("symbolic link"), "{line}");
+    let mode = std::fs::metadata(&elsewhere).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755, "the symlink's target was chmod-ed");
+    // An existing private/ keeps its mode.
+    let own = d.join("own");
+    std::fs::create_dir_all(own.join("private")).unwrap();
+    std::fs::set_permissions(own.join("private"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    let o = pki_in(d, &["chain", "new", "--out", "own", "--no-pfx", "-q"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mode = std::fs::metadata(own.join("private"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o750);
+}
