@@ -158,6 +158,10 @@ fn injected_fault(n: usize) -> std::io::Result<()> {
 /// rolls it back to the complete old state, or forward when every new file
 /// was already in place. Called before a run looks at the directory.
 pub fn recover(base: &Path) -> Result<()> {
+    if !base.is_dir() {
+        // Nothing was ever committed there (or it is a file: refused later).
+        return Ok(());
+    }
     let path = base.join(JOURNAL);
     let data = match fs::read(&path) {
         Ok(d) => d,
