@@ -102,14 +102,111 @@ pub struct Staging {
     dir: PathBuf,
     lanes: Vec<PathBuf>,
     base: PathBuf,
-    moves: Mutex<Vec<(PathBuf, PathBuf)>>,
+    moves: Mutex<Vec<(Option<PathBuf>, PathBuf)>>,
     committed: bool,
+}
+
+/// The journal of a commit in progress (`<base>/.pki-journal.json`): what
+/// moves where and where each replaced file was put aside, so the next run
+/// rolls an interrupted commit back (or, once `committed`, forward).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Journal {
+    /// The staging directory (holds the new files and the backups).
+    dir: PathBuf,
+    /// Every step, in order.
+    moves: Vec<JournalMove>,
+    /// Set once every new file is in place: only cleanup remains.
+    committed: bool,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct JournalMove {
+    /// The staged file (`None`: the destination is only removed).
+    tmp: Option<PathBuf>,
+    /// Where it goes.
+    dest: PathBuf,
+    /// Where the file it replaces was put aside, if there was one.
+    backup: Option<PathBuf>,
+}
+
+const JOURNAL: &str = ".pki-journal.json";
+
+/// Test-only fault injection, documented here so nobody sets it by accident:
+/// `PKI_TEST_FAIL_AT_RENAME=N` makes the Nth rename of a commit fail (the
+/// commit rolls back in process), `PKI_TEST_CRASH_AT_RENAME=N` ends the
+/// process before it, as a kill -9 would (the next run rolls back). The
+/// kill-point sweep in tests/issue13.rs uses them.
+fn injected_fault(n: usize) -> std::io::Result<()> {
+    let at = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            == Some(n)
+    };
+    if at("PKI_TEST_CRASH_AT_RENAME") {
+        std::process::exit(86);
+    }
+    if at("PKI_TEST_FAIL_AT_RENAME") {
+        return Err(std::io::Error::other(
+            "injected failure (PKI_TEST_FAIL_AT_RENAME)",
+        ));
+    }
+    Ok(())
+}
+
+/// Finishes a commit an earlier run left half done (killed, power lost):
+/// rolls it back to the complete old state, or forward when every new file
+/// was already in place. Called before a run looks at the directory.
+pub fn recover(base: &Path) -> Result<()> {
+    if !base.is_dir() {
+        // Nothing was ever committed there (or it is a file: refused later).
+        return Ok(());
+    }
+    let path = base.join(JOURNAL);
+    let data = match fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(Error::Read { path, source }),
+    };
+    let journal: Journal = serde_json::from_slice(&data).map_err(|e| {
+        Error::input(format!(
+            "{} is damaged ({e}); it records an interrupted pki run: check the directory by hand, then delete it",
+            path.display()
+        ))
+    })?;
+    let werr = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| Error::Write { path: p, source }
+    };
+    if !journal.committed {
+        for m in journal.moves.iter().rev() {
+            let dest = base.join(&m.dest);
+            // Undo "new file moved in": the staged file is gone and the
+            // destination is the new one.
+            if let Some(tmp) = m.tmp.as_ref().map(|t| base.join(t))
+                && !tmp.exists()
+                && dest.exists()
+            {
+                fs::rename(&dest, &tmp).map_err(werr(&dest))?;
+            }
+            // Undo "old file put aside".
+            if let Some(b) = m.backup.as_ref().map(|b| base.join(b))
+                && b.exists()
+            {
+                fs::rename(&b, &dest).map_err(werr(&dest))?;
+            }
+        }
+    }
+    let _ = fs::remove_dir_all(base.join(&journal.dir));
+    fs::remove_file(&path).map_err(werr(&path))?;
+    sync_dir(base)
 }
 
 impl Staging {
     /// Starts a batch for files under `base`, first clearing the staging
     /// directories of earlier runs that were killed (their process is gone).
     pub fn new(base: &Path) -> Result<Staging> {
+        recover(base)?;
         remove_abandoned(base);
         let dir = base.join(format!(
             ".pki-staging-{}-{}",
@@ -171,14 +268,28 @@ impl Staging {
         self.moves
             .lock()
             .map_err(|_| Error::failed("a writer thread panicked"))?
-            .push((tmp, dest.to_path_buf()));
+            .push((Some(tmp), dest.to_path_buf()));
         Ok(())
     }
 
-    /// Moves every staged file into place and flushes them to disk.
+    /// Removes `dest` as part of the batch (if it exists at commit time).
+    pub fn remove(&self, dest: &Path) -> Result<()> {
+        self.moves
+            .lock()
+            .map_err(|_| Error::failed("a writer thread panicked"))?
+            .push((None, dest.to_path_buf()));
+        Ok(())
+    }
+
+    /// Moves every staged file into place and flushes them to disk, all or
+    /// nothing, even across a crash.
     ///
-    /// Destinations are checked first, so the usual reasons a rename fails
-    /// (a directory in the way) stop the batch before anything is replaced.
+    /// Destinations are checked first (a directory in the way, a directory
+    /// that is not writable), so the usual reasons a rename fails stop the
+    /// batch before anything is replaced. Then a journal is written, each
+    /// file being replaced is put aside into the staging directory, and the
+    /// new files are moved in. A failure rolls back at once; a kill leaves
+    /// the journal, and the next run ([`recover`]) rolls back.
     pub fn commit(mut self) -> Result<()> {
         let moves = std::mem::take(
             &mut *self
@@ -192,16 +303,99 @@ impl Staging {
                 dest.display()
             )));
         }
-        for (tmp, dest) in &moves {
-            fs::rename(tmp, dest).map_err(|source| Error::Write {
-                path: dest.clone(),
-                source,
-            })?;
+        let mut dirs: Vec<&Path> = moves.iter().filter_map(|(_, d)| d.parent()).collect();
+        dirs.sort();
+        dirs.dedup();
+        for d in dirs {
+            check_writable(d)?;
         }
+        let old = self.dir.join("old");
+        fs::create_dir(&old).map_err(|source| Error::Write {
+            path: old.clone(),
+            source,
+        })?;
+        // Paths relative to `base`, so any process can recover, whatever
+        // its working directory.
+        let rel = |p: &Path| p.strip_prefix(&self.base).unwrap_or(p).to_path_buf();
+        let mut journal = Journal {
+            dir: rel(&self.dir),
+            moves: moves
+                .iter()
+                .enumerate()
+                .map(|(i, (tmp, dest))| JournalMove {
+                    tmp: tmp.as_deref().map(rel),
+                    dest: rel(dest),
+                    backup: dest.exists().then(|| rel(&old.join(i.to_string()))),
+                })
+                .collect(),
+            committed: false,
+        };
+        let journal_path = self.base.join(JOURNAL);
+        write_journal(&journal_path, &journal)?;
+        if let Err(e) = apply(&self.base, &journal) {
+            // Put everything back now; recover() does the same after a kill.
+            recover(&self.base)?;
+            self.committed = true;
+            return Err(e);
+        }
+        journal.committed = true;
+        write_journal(&journal_path, &journal)?;
         self.committed = true;
-        let _ = fs::remove_dir_all(&self.dir);
-        sync_dir(&self.base)
+        recover(&self.base)
     }
+}
+
+/// The renames of a commit: put every replaced file aside, then move every
+/// new file in.
+fn apply(base: &Path, journal: &Journal) -> Result<()> {
+    let mut n = 0;
+    let mut rename = |from: &Path, to: &Path| {
+        n += 1;
+        injected_fault(n)
+            .and_then(|()| fs::rename(from, to))
+            .map_err(|source| Error::Write {
+                path: to.to_path_buf(),
+                source,
+            })
+    };
+    for m in &journal.moves {
+        if let Some(b) = &m.backup {
+            rename(&base.join(&m.dest), &base.join(b))?;
+        }
+    }
+    for m in &journal.moves {
+        if let Some(tmp) = &m.tmp {
+            rename(&base.join(tmp), &base.join(&m.dest))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_journal(path: &Path, journal: &Journal) -> Result<()> {
+    let json = serde_json::to_vec(journal)
+        .map_err(|e| Error::failed(format!("cannot encode the commit journal: {e}")))?;
+    write_atomic(path, &json, Mode::Public)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Refuses a directory this process cannot create files in, before the
+/// first rename (e.g. a read-only `certs/` beside a writable `private/`).
+fn check_writable(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+            return Ok(());
+        };
+        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+        if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+            return Err(Error::input(format!(
+                "{} is not writable, so pki cannot replace files in it; nothing was changed: fix its permissions and run again",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Deletes `.pki-staging-<pid>-<n>` directories under `base` whose process no
@@ -258,7 +452,9 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Creates `dir` (and its parents) if needed; `Mode::Secret` directories get 0700.
+/// Creates `dir` (and its parents) if needed; a `Mode::Secret` directory
+/// is created 0700. An existing directory is left as it is (never chmod-ed:
+/// it may be the user's).
 pub fn ensure_dir(dir: &Path, mode: Mode) -> Result<()> {
     let werr = |source| Error::Write {
         path: dir.to_path_buf(),
@@ -270,13 +466,37 @@ pub fn ensure_dir(dir: &Path, mode: Mode) -> Result<()> {
             file.display()
         )));
     }
-    fs::create_dir_all(dir).map_err(werr)?;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(werr)?;
+    }
+    let mut builder = fs::DirBuilder::new();
     #[cfg(unix)]
     if mode == Mode::Secret {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(werr)?;
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
     }
-    Ok(())
+    #[cfg(not(unix))]
+    let _ = mode;
+    match builder.create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(werr(e)),
+        _ => Ok(()),
+    }
+}
+
+/// [`ensure_dir`] for a directory `pki` owns inside the output directory
+/// (`certs/`, `private/`): a symlink there is refused rather than followed,
+/// since its target is someone else's (pass that target as `--out`).
+pub fn ensure_own_dir(dir: &Path, mode: Mode) -> Result<()> {
+    if fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::input(format!(
+            "{} is a symbolic link; pki does not write through it: pass the directory that holds the real certs/ and private/ as --out",
+            dir.display()
+        )));
+    }
+    ensure_dir(dir, mode)
 }
 
 /// Largest input file `pki` reads: certificates, keys and bundles are

@@ -124,6 +124,33 @@ pub fn private_key_pem(key: &KeyPair, password: Option<&str>) -> Result<String> 
     Ok(pem_lf("ENCRYPTED PRIVATE KEY", doc.as_bytes()))
 }
 
+/// The key as PKCS#8 DER, whatever format it was read from (a key loaded
+/// from a SEC1 `EC PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY` file keeps that
+/// encoding in [`KeyPair::serialized_der`]; TLS stacks and PKCS#12 want
+/// PKCS#8). Re-encoded by aws-lc-rs, never by relabelling.
+pub fn pkcs8_der(key: &KeyPair) -> Result<Vec<u8>> {
+    use aws_lc_rs::encoding::AsDer;
+    let der = key.serialized_der();
+    if pkcs8::PrivateKeyInfo::from_der(der).is_ok() {
+        return Ok(der.to_vec());
+    }
+    let fail = || Error::Crypto("cannot re-encode the private key as PKCS#8".into());
+    let alg = key.algorithm();
+    if alg == &rcgen::PKCS_ECDSA_P256_SHA256 || alg == &rcgen::PKCS_ECDSA_P384_SHA384 {
+        let signing = if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING
+        } else {
+            &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING
+        };
+        let pair = aws_lc_rs::signature::EcdsaKeyPair::from_private_key_der(signing, der)
+            .map_err(|_| fail())?;
+        return Ok(pair.to_pkcs8v1().map_err(|_| fail())?.as_ref().to_vec());
+    }
+    let pair = aws_lc_rs::rsa::KeyPair::from_der(der).map_err(|_| fail())?;
+    let pkcs8: aws_lc_rs::encoding::Pkcs8V1Der<'_> = pair.as_der().map_err(|_| fail())?;
+    Ok(pkcs8.as_ref().to_vec())
+}
+
 /// Reads a private key in any format certGen.sh, openssl or `pki` writes.
 ///
 /// `what` names the file in error messages; `password_hint` names the option

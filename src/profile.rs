@@ -14,6 +14,74 @@ use rcgen::{
 
 use crate::error::{Error, Result};
 
+/// Longest common name X.520 allows (`ub-common-name`).
+pub const MAX_CN: usize = 64;
+
+/// Refuses a CN that no certificate should carry: empty, longer than 64
+/// characters, or holding a control character (a newline, a tab).
+pub fn check_common_name(cn: &str) -> Result<()> {
+    if cn.trim().is_empty() {
+        return Err(Error::input(
+            "the certificate's common name is empty; give a non-empty CN",
+        ));
+    }
+    let n = cn.chars().count();
+    if n > MAX_CN {
+        return Err(Error::input(format!(
+            "the common name is {n} characters long; X.509 allows at most {MAX_CN}: give a shorter CN"
+        )));
+    }
+    if cn.chars().any(char::is_control) {
+        return Err(Error::input(
+            "the common name contains a control character (a line break or tab); give it on one line",
+        ));
+    }
+    Ok(())
+}
+
+/// A certificate's role, as `certs/manifest.json` records it (`root-ca`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A device certificate (CN = registration ID).
+    Device,
+    /// An IoT Edge device CA.
+    EdgeCa,
+    /// An intermediate CA.
+    IntermediateCa,
+    /// The self-signed root CA.
+    RootCa,
+    /// The emulator's TLS server certificate.
+    TlsServer,
+    /// A proof-of-possession certificate.
+    Verification,
+}
+
+impl Role {
+    /// The manifest spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Device => "device",
+            Role::EdgeCa => "edge-ca",
+            Role::IntermediateCa => "intermediate-ca",
+            Role::RootCa => "root-ca",
+            Role::TlsServer => "tls-server",
+            Role::Verification => "verification",
+        }
+    }
+
+    /// Whether certificates of this role sign others.
+    pub fn is_ca(self) -> bool {
+        matches!(self, Role::EdgeCa | Role::IntermediateCa | Role::RootCa)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a certificate is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Profile {
@@ -40,16 +108,21 @@ impl Profile {
         )
     }
 
+    /// The role of certificates made with this profile.
+    pub fn role(&self) -> Role {
+        match self {
+            Profile::RootCa { .. } => Role::RootCa,
+            Profile::IntermediateCa { .. } => Role::IntermediateCa,
+            Profile::EdgeCa => Role::EdgeCa,
+            Profile::Device => Role::Device,
+            Profile::Verification => Role::Verification,
+            Profile::TlsServer { .. } => Role::TlsServer,
+        }
+    }
+
     /// A short name for messages and manifest.json.
     pub fn name(&self) -> &'static str {
-        match self {
-            Profile::RootCa { .. } => "root-ca",
-            Profile::IntermediateCa { .. } => "intermediate-ca",
-            Profile::EdgeCa => "edge-ca",
-            Profile::Device => "device",
-            Profile::Verification => "verification",
-            Profile::TlsServer { .. } => "tls-server",
-        }
+        self.role().as_str()
     }
 
     /// Sets subject, basicConstraints, keyUsage, EKU, SANs and key identifiers.
@@ -62,11 +135,7 @@ impl Profile {
         common_name: &str,
         rsa_subject: bool,
     ) -> Result<()> {
-        if common_name.trim().is_empty() {
-            return Err(Error::input(
-                "the certificate's common name is empty; give a non-empty CN",
-            ));
-        }
+        check_common_name(common_name)?;
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name

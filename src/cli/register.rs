@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::enroll::{NetArgs, block_on, warn};
+use super::args::{NetArgs, block_on, warn};
+use crate::cert;
 use crate::dps::client::DeviceClient;
-use crate::dps::enrollment::check_id;
 use crate::dps::http::ClientIdentity;
+use crate::dps::vocab::RegistrationStatus;
 use crate::error::{Error, Result};
-use crate::issue::common_name_of;
-use x509_parser::prelude::{FromDer, X509Certificate};
+use crate::regid::RegistrationId;
 
 /// DPS's global device endpoint.
 const GLOBAL_HOST: &str = "global.azure-devices-provisioning.net";
@@ -54,7 +54,7 @@ pub struct RegisterArgs {
     #[arg(long, value_name = "JSON")]
     payload: Option<String>,
     /// Give up if DPS has not finished within this many seconds.
-    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    #[arg(long, default_value_t = 120, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
     /// Print the whole registrationState as JSON.
     #[arg(long)]
@@ -71,16 +71,20 @@ pub fn run(a: RegisterArgs) -> Result<()> {
     }
     let what = a.cert.display().to_string();
     let data = crate::fsio::read_input(&a.cert)?;
-    let blocks = pem::parse_many(&data).unwrap_or_default();
-    let chain: Vec<&pem::Pem> = blocks.iter().filter(|b| b.tag() == "CERTIFICATE").collect();
-    let leaf_der = chain.first().map(|b| b.contents()).ok_or_else(|| {
+    let chain = cert::read_bundle(&data, &what)?.certs;
+    let leaf_der = chain.first().ok_or_else(|| {
         Error::input(format!(
             "{what} holds no PEM certificate; pass the device's full-chain PEM"
         ))
     })?;
-    let (_, leaf) = X509Certificate::from_der(leaf_der)
-        .map_err(|e| Error::input(format!("{what} is not a valid X.509 certificate: {e}")))?;
-    let cn = common_name_of(&leaf);
+    let leaf = cert::parse_der(leaf_der, &what)?;
+    if leaf.version() != x509_parser::x509::X509Version::V3 {
+        return Err(Error::input(format!(
+            "the leaf certificate of {what} is X.509 v{}; TLS client authentication needs a v3 certificate (with extensions): issue the device with `pki device new`",
+            leaf.version().0 + 1
+        )));
+    }
+    let cn = cert::common_name(&leaf);
     let reg_id = match (&a.registration_id, &cn) {
         (Some(r), Some(cn)) if r != cn => {
             warn(format!(
@@ -96,7 +100,8 @@ pub fn run(a: RegisterArgs) -> Result<()> {
             )));
         }
     };
-    check_id(&reg_id, "registration ID")?;
+    // An X.509 registration ID is the leaf's CN: at most 64 characters.
+    let (reg_id, _) = RegistrationId::parse_cn(&reg_id)?;
     if chain.len() == 1 {
         warn(format!(
             "{what} holds only the leaf; DPS needs the chain up to a verified CA (use the …-full-chain.cert.pem file) unless the group certificate signed the leaf directly"
@@ -125,9 +130,9 @@ pub fn run(a: RegisterArgs) -> Result<()> {
         .transpose()?;
 
     // reqwest wants the key and the chain in one PEM buffer.
-    let mut pem = crate::keys::pem_lf("PRIVATE KEY", key.serialized_der()).into_bytes();
-    for b in &chain {
-        pem.extend_from_slice(crate::keys::pem_lf("CERTIFICATE", b.contents()).as_bytes());
+    let mut pem = crate::keys::pem_lf("PRIVATE KEY", &crate::keys::pkcs8_der(&key)?).into_bytes();
+    for der in &chain {
+        pem.extend_from_slice(crate::keys::pem_lf("CERTIFICATE", der).as_bytes());
     }
     let client = DeviceClient::new(&a.host, ClientIdentity { pem }, a.net.options())?;
     let json = a.json;
@@ -149,7 +154,7 @@ pub fn run(a: RegisterArgs) -> Result<()> {
         .cloned()
         .unwrap_or(Value::Null);
     let s = |k: &str| state.get(k).and_then(Value::as_str);
-    if result.status == "assigned" {
+    if result.status == RegistrationStatus::Assigned {
         if json {
             println!(
                 "{}",
@@ -158,7 +163,7 @@ pub fn run(a: RegisterArgs) -> Result<()> {
         } else {
             println!(
                 "assigned: device {} on hub {}",
-                s("deviceId").unwrap_or(&reg_id),
+                s("deviceId").unwrap_or(reg_id.as_str()),
                 s("assignedHub").unwrap_or("?")
             );
             if let Some(g) = state
@@ -181,9 +186,13 @@ pub fn run(a: RegisterArgs) -> Result<()> {
         (None, Some(msg)) => format!(": {msg}"),
         _ => String::new(),
     };
-    let hint = match result.status.as_str() {
-        "disabled" => "; the device's enrollment (group or individual) is disabled",
-        "unassigned" => "; no IoT hub could be assigned (check the group's hubs and allocation)",
+    let hint = match result.status {
+        RegistrationStatus::Disabled => {
+            "; the device's enrollment (group or individual) is disabled"
+        }
+        RegistrationStatus::Unassigned => {
+            "; no IoT hub could be assigned (check the group's hubs and allocation)"
+        }
         _ => "",
     };
     Err(Error::Service(format!(

@@ -1,0 +1,618 @@
+//! Issue 13 (reliability): one test per defect, each failing before its fix.
+//! Self-contained (its own runner) so it does not depend on the test
+//! support modules, which are being restructured.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs the built `pki` with a clean environment (no `PKI_*`, no
+/// connection string, no token) plus `env`.
+fn pki_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pki"));
+    cmd.args(args).current_dir(dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PKI_")
+            || k == "DPS_CONNECTION_STRING"
+            || k == "AZURE_ACCESS_TOKEN"
+            || k == "SSL_CERT_FILE"
+        {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run pki")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Asserts exit 2 with one line naming the problem; returns the line.
+#[track_caller]
+fn bad_input(o: &Output) -> String {
+    let err = stderr(o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "stdout: {}\nstderr: {err}",
+        stdout(o)
+    );
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("pki: warning"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {err}");
+    assert!(lines[0].starts_with("pki: error: "), "{err}");
+    lines[0].to_string()
+}
+
+/// A fresh chain (root, intermediate, `device-0001`) in a temp dir.
+fn chain() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let o = pki_in(dir.path(), &["chain", "new", "--no-pfx", "-q"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    dir
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A TCP listener that records whether anything connected to it.
+struct Sink {
+    port: u16,
+    hit: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn sink() -> Sink {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hit = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = hit.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            h.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    Sink { port, hit }
+}
+
+impl Sink {
+    fn was_hit(&self) -> bool {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        self.hit.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+const KEY: &str = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0wMTIzNDU2Nzg5";
+
+// (2) Credentials never over plain HTTP.
+#[test]
+fn no_credentials_over_plain_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sink();
+    let cs = format!(
+        "HostName=http://127.0.0.1:{};SharedAccessKeyName=provisioningserviceowner;SharedAccessKey={KEY}",
+        s.port
+    );
+    let line = bad_input(&pki_in(
+        dir.path(),
+        &["enroll", "list"],
+        &[("DPS_CONNECTION_STRING", &cs)],
+    ));
+    assert!(line.contains("HostName"), "{line}");
+    assert!(!line.contains(KEY));
+    assert!(!s.was_hit(), "the SAS token went out over http");
+
+    let arm = |endpoint: &str, extra: &[&str]| {
+        let mut args = vec![
+            "ca",
+            "list",
+            "--arm-endpoint",
+            endpoint,
+            "--subscription",
+            "s",
+            "--resource-group",
+            "g",
+            "--dps-name",
+            "d",
+            "--attempts",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        pki_in(dir.path(), &args, &[("AZURE_ACCESS_TOKEN", "secret-token")])
+    };
+    let url = format!("http://127.0.0.1:{}", s.port);
+    let line = bad_input(&arm(&url, &[]));
+    assert!(line.contains("--insecure-http"), "{line}");
+    assert!(!s.was_hit(), "the bearer token went out over http");
+    // Not loopback: refused even with the flag.
+    let line = bad_input(&arm("http://example.com", &["--insecure-http"]));
+    assert!(line.contains("loopback"), "{line}");
+    // Loopback with the flag: allowed, with a warning (the sink drops the
+    // connection, so the request itself fails with exit 1).
+    let o = arm(&url, &["--insecure-http"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("pki: warning:"), "{}", stderr(&o));
+    assert!(s.was_hit());
+    assert!(!stderr(&o).contains("secret-token"));
+}
+
+#[allow(dead_code)]
+fn unused(_: PathBuf) {
+    let _ = chain;
+    let _ = path_str;
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl CLI is needed by these tests");
+    assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
+}
+
+fn register(dir: &Path, cert: &str, key: &str, port: u16, extra: &[&str]) -> Output {
+    let host = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "register",
+        "--id-scope",
+        "0ne00000001",
+        "--cert",
+        cert,
+        "--key",
+        key,
+        "--host",
+        &host,
+        "--attempts",
+        "1",
+        "--request-timeout",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    pki_in(dir, &args, &[])
+}
+
+// (3) `register --key` takes SEC1 and PKCS#1 keys; a v1 leaf gets a plain message.
+#[test]
+fn register_accepts_sec1_and_pkcs1_keys_and_explains_v1_leaves() {
+    let s = sink();
+    let ec = chain();
+    let d = ec.path();
+    openssl(
+        d,
+        &[
+            "ec",
+            "-in",
+            "private/device-0001.key.pem",
+            "-out",
+            "sec1.pem",
+        ],
+    );
+    assert!(
+        std::fs::read_to_string(d.join("sec1.pem"))
+            .unwrap()
+            .contains("BEGIN EC PRIVATE KEY")
+    );
+    let rsa = tempfile::tempdir().unwrap();
+    let r = rsa.path();
+    let o = pki_in(
+        r,
+        &["chain", "new", "--no-pfx", "-q", "--key", "rsa-2048"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    openssl(
+        r,
+        &[
+            "rsa",
+            "-traditional",
+            "-in",
+            "private/device-0001.key.pem",
+            "-out",
+            "pkcs1.pem",
+        ],
+    );
+    assert!(
+        std::fs::read_to_string(r.join("pkcs1.pem"))
+            .unwrap()
+            .contains("BEGIN RSA PRIVATE KEY")
+    );
+    for (dir, key) in [
+        (d, "sec1.pem"),
+        (r, "pkcs1.pem"),
+        (d, "private/device-0001.key.pem"),
+    ] {
+        let o = register(
+            dir,
+            "certs/device-0001-full-chain.cert.pem",
+            key,
+            s.port,
+            &[],
+        );
+        let err = stderr(&o);
+        // The client is built and connects; the sink then hangs up.
+        assert_eq!(o.status.code(), Some(1), "{key}: {err}");
+        assert!(
+            !err.contains("builder error") && !err.contains("cannot set up"),
+            "{key}: {err}"
+        );
+    }
+    assert!(s.was_hit());
+
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "v1.key",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "v1.key",
+            "-subj",
+            "/CN=v1dev",
+            "-out",
+            "v1.csr",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "x509", "-req", "-in", "v1.csr", "-signkey", "v1.key", "-days", "2", "-out", "v1.pem",
+        ],
+    );
+    let line = bad_input(&register(d, "v1.pem", "v1.key", s.port, &[]));
+    assert!(line.contains("v1"), "{line}");
+}
+
+// (4) Local checks (key passwords, options) before the first request.
+#[test]
+fn keys_and_options_are_checked_before_any_request() {
+    let s = sink();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = pki_in(
+        d,
+        &[
+            "chain",
+            "new",
+            "--no-pfx",
+            "-q",
+            "--key-password",
+            "right-pw",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let url = format!("http://127.0.0.1:{}", s.port);
+    for issuer in [None, Some("root")] {
+        let mut args = vec![
+            "ca",
+            "verify",
+            "my-root",
+            "--ca-key-password",
+            "wrong-pw",
+            "--arm-endpoint",
+            &url,
+            "--insecure-http",
+            "--subscription",
+            "s",
+            "--resource-group",
+            "g",
+            "--dps-name",
+            "d",
+            "--attempts",
+            "1",
+        ];
+        if let Some(i) = issuer {
+            args.extend(["--issuer", i]);
+        }
+        let line = bad_input(&pki_in(d, &args, &[("AZURE_ACCESS_TOKEN", "t")]));
+        assert!(line.contains("wrong password"), "{line}");
+        assert!(!line.contains("wrong-pw"), "{line}");
+    }
+    assert!(
+        !s.was_hit(),
+        "ca verify sent a request before checking the key"
+    );
+
+    let line = bad_input(&register(
+        d,
+        "certs/device-0001-full-chain.cert.pem",
+        "private/device-0001.key.pem",
+        s.port,
+        &["--key-password", "right-pw", "--timeout", "0"],
+    ));
+    assert!(line.contains("--timeout"), "{line}");
+    assert!(!s.was_hit(), "register sent a request with --timeout 0");
+}
+
+// (5) Accepted though invalid: each of these is exit 2 with one line.
+#[test]
+fn invalid_inputs_are_refused() {
+    let fresh = || tempfile::tempdir().unwrap();
+    let long = "x".repeat(65);
+    for args in [
+        vec!["chain", "new", "--root-cn", long.as_str()],
+        vec!["chain", "new", "--intermediate-cn", "two\nlines"],
+        vec!["chain", "new", "--key-password", ""],
+        vec!["chain", "new", "--prefix", "sensor-"],
+    ] {
+        let d = fresh();
+        bad_input(&pki_in(d.path(), &args, &[]));
+        assert!(!d.path().join("certs").exists(), "{args:?} wrote files");
+    }
+    let d = fresh();
+    let cs = format!("HostName=localhost:1;SharedAccessKeyName=p;SharedAccessKey={KEY}");
+    for args in [
+        vec!["enroll", "g", "--ca-ref", "r", "--iot-hub", ""],
+        vec![
+            "enroll",
+            "g",
+            "--ca-ref",
+            "r",
+            "--allocation",
+            "custom",
+            "--webhook-url",
+            "not a url",
+        ],
+    ] {
+        bad_input(&pki_in(d.path(), &args, &[("DPS_CONNECTION_STRING", &cs)]));
+    }
+    let big = "h".repeat(100_000);
+    for host in ["localhost/path", "user@localhost", big.as_str()] {
+        let cs = format!("HostName={host};SharedAccessKeyName=p;SharedAccessKey={KEY}");
+        let line = bad_input(&pki_in(
+            d.path(),
+            &["enroll", "list"],
+            &[("DPS_CONNECTION_STRING", &cs)],
+        ));
+        assert!(
+            line.len() < 400,
+            "the HostName is echoed: {} bytes",
+            line.len()
+        );
+    }
+    let c = chain();
+    let combined = c.path().join("combined.pem");
+    let mut text =
+        std::fs::read_to_string(c.path().join("certs/device-0001-full-chain.cert.pem")).unwrap();
+    text.push_str(&std::fs::read_to_string(c.path().join("private/device-0001.key.pem")).unwrap());
+    std::fs::write(&combined, text).unwrap();
+    let line = bad_input(&pki_in(
+        c.path(),
+        &["inspect", "--chain", path_str(&combined)],
+        &[],
+    ));
+    assert!(line.contains("private key"), "{line}");
+    let s = sink();
+    let line = bad_input(&register(
+        c.path(),
+        "certs/device-0001-full-chain.cert.pem",
+        "private/device-0001.key.pem",
+        s.port,
+        &["--registration-id", &long],
+    ));
+    assert!(line.contains("64"), "{line}");
+    assert!(!s.was_hit());
+}
+
+/// Every file under certs/ and private/ (relative path → bytes).
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for sub in ["certs", "private"] {
+        let Ok(rd) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            out.insert(
+                format!("{sub}/{}", e.file_name().to_string_lossy()),
+                std::fs::read(e.path()).unwrap(),
+            );
+        }
+    }
+    out
+}
+
+fn openssl_out(dir: &Path, args: &[&str]) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// The directory holds one complete, consistent CA (checked with openssl):
+/// each CA key belongs to its certificate, every device chains to the root,
+/// and the manifest describes this root.
+fn assert_complete(dir: &Path, devices: &[&str]) {
+    let pubkey_of_cert =
+        |c: &str| stdout(&openssl_out(dir, &["x509", "-noout", "-pubkey", "-in", c]));
+    let pubkey_of_key = |k: &str| stdout(&openssl_out(dir, &["pkey", "-pubout", "-in", k]));
+    for (c, k) in [
+        (
+            "certs/azure-iot-test-only.root.ca.cert.pem",
+            "private/azure-iot-test-only.root.ca.key.pem",
+        ),
+        (
+            "certs/azure-iot-test-only.intermediate.cert.pem",
+            "private/azure-iot-test-only.intermediate.key.pem",
+        ),
+    ] {
+        let a = pubkey_of_cert(c);
+        assert!(!a.is_empty(), "{c} missing");
+        assert_eq!(a, pubkey_of_key(k), "{k} does not belong to {c}");
+    }
+    for d in devices {
+        let full = format!("certs/{d}-full-chain.cert.pem");
+        let o = openssl_out(
+            dir,
+            &[
+                "verify",
+                "-CAfile",
+                "certs/azure-iot-test-only.root.ca.cert.pem",
+                "-untrusted",
+                "certs/azure-iot-test-only.chain.ca.cert.pem",
+                &full,
+            ],
+        );
+        assert!(o.status.success(), "{d}: {}", stderr(&o));
+        assert_eq!(
+            pubkey_of_cert(&format!("certs/{d}.cert.pem")),
+            pubkey_of_key(&format!("private/{d}.key.pem"))
+        );
+    }
+    let manifest = std::fs::read_to_string(dir.join("certs/manifest.json")).unwrap();
+    let fp = stdout(&openssl_out(
+        dir,
+        &[
+            "x509",
+            "-noout",
+            "-fingerprint",
+            "-sha1",
+            "-in",
+            "certs/azure-iot-test-only.root.ca.cert.pem",
+        ],
+    ));
+    let fp = fp.trim().rsplit('=').next().unwrap().replace(':', "");
+    assert!(
+        manifest.contains(&fp),
+        "the manifest does not describe this root"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".pki"))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}
+
+/// Injects a failure (in process, or a kill) before each rename of the
+/// command's commit in turn; after recovery the directory must hold the
+/// complete old state or the complete new one, and `rerun` must succeed.
+fn sweep(
+    setup: &dyn Fn(&Path),
+    args: &[&str],
+    rerun: &[&str],
+    devices_after: &[&str],
+    devices_before: &[&str],
+) {
+    for var in ["PKI_TEST_CRASH_AT_RENAME", "PKI_TEST_FAIL_AT_RENAME"] {
+        let mut n = 1;
+        loop {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            setup(d);
+            let before = snapshot(d);
+            let ns = n.to_string();
+            let o = pki_in(d, args, &[(var, &ns)]);
+            if o.status.success() {
+                assert!(n > 2, "{var}: the commit made fewer renames than expected");
+                assert_complete(d, devices_after);
+                break;
+            }
+            let expected = if var.contains("CRASH") { 86 } else { 1 };
+            assert_eq!(
+                o.status.code(),
+                Some(expected),
+                "{var}={n} {args:?}: {}",
+                stderr(&o)
+            );
+            // What the next run does first.
+            pki::fsio::recover(d).unwrap();
+            let after = snapshot(d);
+            if after != before {
+                assert_complete(d, devices_after);
+            } else if !before.is_empty() {
+                assert_complete(d, devices_before);
+            }
+            let o = pki_in(d, rerun, &[]);
+            assert!(
+                o.status.success(),
+                "{var}={n}: rerun {rerun:?} failed: {}",
+                stderr(&o)
+            );
+            assert_complete(d, devices_after);
+            n += 1;
+            assert!(n < 60, "no end to the renames");
+        }
+    }
+}
+
+// (1) chain new (fresh and --force) and device new are all-or-nothing across crashes.
+#[test]
+fn kill_point_sweep() {
+    let make_chain = |d: &Path| {
+        let o = pki_in(
+            d,
+            &["chain", "new", "--no-pfx", "-q", "--intermediates", "2"],
+            &[],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let fresh = ["chain", "new", "--no-pfx", "-q"];
+    sweep(&|_| {}, &fresh, &fresh, &["device-0001"], &[]);
+    let force = ["chain", "new", "--no-pfx", "-q", "--force"];
+    sweep(
+        &make_chain,
+        &force,
+        &force,
+        &["device-0001"],
+        &["device-0001"],
+    );
+    let dev = ["device", "new", "--no-pfx", "-q", "sensor-1"];
+    sweep(&make_chain, &dev, &dev, &["device-0001"], &["device-0001"]);
+}
+
+// (1) Never chmod the user's directory; refuse a symlinked private/.
+#[test]
+fn symlinked_private_is_refused_and_existing_dirs_keep_their_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = d.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, out.join("private")).unwrap();
+    let line = bad_input(&pki_in(
+        d,
+        &["chain", "new", "--out", "out", "--no-pfx"],
+        &[],
+    ));
+    assert!(line.contains("symbolic link"), "{line}");
+    let mode = std::fs::metadata(&elsewhere).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755, "the symlink's target was chmod-ed");
+    // An existing private/ keeps its mode.
+    let own = d.join("own");
+    std::fs::create_dir_all(own.join("private")).unwrap();
+    std::fs::set_permissions(own.join("private"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    let o = pki_in(d, &["chain", "new", "--out", "own", "--no-pfx", "-q"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mode = std::fs::metadata(own.join("private"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o750);
+}
