@@ -381,21 +381,29 @@ fn write_journal(path: &Path, journal: &Journal) -> Result<()> {
 /// Refuses a directory this process cannot create files in, before the
 /// first rename (e.g. a read-only `certs/` beside a writable `private/`).
 fn check_writable(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
+    // A probe file rather than access(2): it needs no unsafe code and it
+    // also catches what access(2) does not (a read-only mount, an ACL).
+    let probe = dir.join(format!(".pki-write-probe-{}", std::process::id()));
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
     {
-        use std::os::unix::ffi::OsStrExt;
-        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-            return Ok(());
-        };
-        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-        if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
-            return Err(Error::input(format!(
-                "{} is not writable, so pki cannot replace files in it; nothing was changed: fix its permissions and run again",
-                dir.display()
-            )));
+        Ok(_) => {
+            let _ = fs::remove_file(&probe);
+            Ok(())
         }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Left by a killed run of this very pid number: the directory
+            // is writable, since the file got there.
+            let _ = fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(_) => Err(Error::input(format!(
+            "{} is not writable, so pki cannot replace files in it; nothing was changed: fix its permissions and run again",
+            dir.display()
+        ))),
     }
-    Ok(())
 }
 
 /// Deletes `.pki-staging-<pid>-<n>` directories under `base` whose process no

@@ -30,3 +30,6 @@ mod to_string;
 mod verify_code;
 // The command line itself: help, bare group commands, broken pipes.
 mod cli;
+// Reliability: no credentials over plain HTTP, key formats, checks before
+// requests, refused inputs, and the all-or-nothing commit under kill points.
+mod reliability;

@@ -1,48 +1,26 @@
-//! Issue 13 (reliability): one test per defect, each failing before its fix.
-//! Self-contained (its own runner) so it does not depend on the test
-//! support modules, which are being restructured.
+//! Reliability (issue 13): credentials never over plain HTTP, every key format
+//! `register` takes, local checks before any request, inputs that used to be
+//! accepted though invalid, and the all-or-nothing commit of a chain or batch
+//! under a kill-point sweep.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-/// Runs the built `pki` with a clean environment (no `PKI_*`, no
-/// connection string, no token) plus `env`.
-fn pki_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pki"));
-    cmd.args(args).current_dir(dir);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PKI_")
-            || k == "DPS_CONNECTION_STRING"
-            || k == "AZURE_ACCESS_TOKEN"
-            || k == "SSL_CERT_FILE"
-        {
-            cmd.env_remove(k);
-        }
-    }
+use crate::support::{Pki, Run, openssl_in, stderr, stdout};
+
+/// Runs the built `pki` in `dir` with a clean environment plus `env`.
+fn pki_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut p = Pki::new(args).current_dir(dir);
     for (k, v) in env {
-        cmd.env(k, v);
+        p = p.env(k, v);
     }
-    cmd.output().expect("run pki")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    p.run()
 }
 
 /// Asserts exit 2 with one line naming the problem; returns the line.
 #[track_caller]
-fn bad_input(o: &Output) -> String {
+fn bad_input(o: &Run) -> String {
     let err = stderr(o);
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "stdout: {}\nstderr: {err}",
-        stdout(o)
-    );
+    assert_eq!(o.code, Some(2), "stdout: {}\nstderr: {err}", stdout(o));
     let lines: Vec<&str> = err
         .lines()
         .filter(|l| !l.starts_with("pki: warning"))
@@ -139,28 +117,18 @@ fn no_credentials_over_plain_http() {
     // Loopback with the flag: allowed, with a warning (the sink drops the
     // connection, so the request itself fails with exit 1).
     let o = arm(&url, &["--insecure-http"]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(o.code, Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("pki: warning:"), "{}", stderr(&o));
     assert!(s.was_hit());
     assert!(!stderr(&o).contains("secret-token"));
 }
 
-#[allow(dead_code)]
-fn unused(_: PathBuf) {
-    let _ = chain;
-    let _ = path_str;
-}
-
 fn openssl(dir: &Path, args: &[&str]) {
-    let o = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI is needed by these tests");
+    let o = openssl_in(dir, args);
     assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
 }
 
-fn register(dir: &Path, cert: &str, key: &str, port: u16, extra: &[&str]) -> Output {
+fn register(dir: &Path, cert: &str, key: &str, port: u16, extra: &[&str]) -> Run {
     let host = format!("127.0.0.1:{port}");
     let mut args = vec![
         "register",
@@ -240,7 +208,7 @@ fn register_accepts_sec1_and_pkcs1_keys_and_explains_v1_leaves() {
         );
         let err = stderr(&o);
         // The client is built and connects; the sink then hangs up.
-        assert_eq!(o.status.code(), Some(1), "{key}: {err}");
+        assert_eq!(o.code, Some(1), "{key}: {err}");
         assert!(
             !err.contains("builder error") && !err.contains("cannot set up"),
             "{key}: {err}"
@@ -432,12 +400,8 @@ fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     out
 }
 
-fn openssl_out(dir: &Path, args: &[&str]) -> Output {
-    Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
+fn openssl_out(dir: &Path, args: &[&str]) -> Run {
+    openssl_in(dir, args)
 }
 
 /// The directory holds one complete, consistent CA (checked with openssl):
@@ -531,12 +495,7 @@ fn sweep(
                 break;
             }
             let expected = if var.contains("CRASH") { 86 } else { 1 };
-            assert_eq!(
-                o.status.code(),
-                Some(expected),
-                "{var}={n} {args:?}: {}",
-                stderr(&o)
-            );
+            assert_eq!(o.code, Some(expected), "{var}={n} {args:?}: {}", stderr(&o));
             // What the next run does first.
             pki::fsio::recover(d).unwrap();
             let after = snapshot(d);
