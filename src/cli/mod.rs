@@ -13,10 +13,12 @@ use crate::error::Error;
 mod ca;
 mod ca_select;
 mod chain;
+mod completions;
 mod device;
 mod emulator;
 mod enroll;
 mod inspect;
+mod man;
 mod output;
 mod register;
 mod to_string;
@@ -65,6 +67,10 @@ enum Command {
     /// The DPS CA certificate store: upload, prove possession, show, list, delete.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page, or write one page per command into a directory.
+    Man(man::ManArgs),
 }
 
 /// Parses the process arguments, runs the command and returns the exit code.
@@ -94,6 +100,8 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Enroll(a) => enroll::run(a),
         Command::Register(a) => register::run(a),
         Command::Ca(c) => ca::run(c),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
     }
 }
 
