@@ -2,13 +2,11 @@
 //! clap_complete from the same command definition as `--help`, so the two
 //! never disagree.
 
-use std::io::Write;
-use std::path::PathBuf;
-
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use crate::error::{Error, Result};
+use super::output::write_stdout;
+use crate::error::Result;
 
 /// Arguments of `pki completions`.
 ///
@@ -33,17 +31,4 @@ pub fn run(args: CompletionsArgs) -> Result<()> {
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "pki", &mut script);
     write_stdout(&script)
-}
-
-/// Writes `data` to stdout; a closed pipe (`| head`) is not a failure.
-pub(super) fn write_stdout(data: &[u8]) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(data).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(source) => Err(Error::Write {
-            path: PathBuf::from("standard output"),
-            source,
-        }),
-        Ok(()) => Ok(()),
-    }
 }

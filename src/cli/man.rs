@@ -30,7 +30,7 @@ pub struct ManArgs {
 pub fn run(args: ManArgs) -> Result<()> {
     let cmd = super::Cli::command().disable_help_subcommand(true);
     match args.dir {
-        None => super::completions::write_stdout(&render(&Man::new(cmd))?),
+        None => super::output::write_stdout(&render(&Man::new(cmd))?),
         Some(dir) => {
             fsio::ensure_dir(&dir, Mode::Public)?;
             let mut cmd = cmd;

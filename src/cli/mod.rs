@@ -21,6 +21,7 @@ mod inspect;
 mod man;
 mod output;
 mod register;
+mod sas;
 mod to_string;
 mod verify_code;
 
@@ -71,6 +72,9 @@ enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the manual page, or write one page per command into a directory.
     Man(man::ManArgs),
+    /// Symmetric keys and SAS tokens: derive a device key, make a token.
+    #[command(subcommand)]
+    Sas(sas::SasCommand),
 }
 
 /// Parses the process arguments, runs the command and returns the exit code.
@@ -102,6 +106,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Ca(c) => ca::run(c),
         Command::Completions(a) => completions::run(a),
         Command::Man(a) => man::run(a),
+        Command::Sas(c) => sas::run(c),
     }
 }
 
