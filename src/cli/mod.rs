@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::error::Error;
 
+mod args;
 mod ca;
 mod ca_select;
 mod chain;

@@ -29,6 +29,18 @@ impl fmt::Debug for ConnectionString {
     }
 }
 
+/// Refuses a `HostName` that is not a bare `host[:port]`: a scheme inside it
+/// (`http://…` would send the SAS token in clear; DPS is HTTPS only).
+/// Never quotes the value, which may be long or hold pasted secrets.
+fn check_host_name(host: &str) -> Result<()> {
+    if host.contains("://") {
+        return Err(Error::input(
+            "the connection string's HostName holds a URL scheme; give the host name only (e.g. HostName=my-dps.azure-devices-provisioning.net): pki always uses HTTPS",
+        ));
+    }
+    Ok(())
+}
+
 impl ConnectionString {
     /// Parses `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…` (any order;
     /// split on the first `=` so base64 padding survives, as the Node SDK does).
@@ -55,6 +67,7 @@ impl ConnectionString {
         let host_name = host.ok_or_else(|| missing("HostName"))?;
         let key_name = name.ok_or_else(|| missing("SharedAccessKeyName"))?;
         let key = key.ok_or_else(|| missing("SharedAccessKey"))?;
+        check_host_name(&host_name)?;
         if host_name.ends_with(".azure-devices.net") {
             return Err(Error::input(
                 "this is an IoT Hub connection string (HostName ends in .azure-devices.net); use the DPS one (…azure-devices-provisioning.net)",

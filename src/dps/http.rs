@@ -483,6 +483,45 @@ pub fn host_of(url: &str) -> String {
         .to_string()
 }
 
+/// Checks an endpoint URL that credentials (a bearer token) are sent to:
+/// `https://` only, or `http://` to a loopback host when `insecure_http`
+/// is set, which returns a warning to print.
+pub fn check_endpoint(url: &str, flag: &str, insecure_http: bool) -> Result<Option<String>> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| {
+        Error::input(format!(
+            "{flag} must be a URL such as https://management.azure.com"
+        ))
+    })?;
+    match parsed.scheme() {
+        "https" => Ok(None),
+        "http" => {
+            let host = parsed.host_str().unwrap_or("");
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = bare.eq_ignore_ascii_case("localhost")
+                || bare
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !loopback {
+                return Err(Error::input(format!(
+                    "{flag} is plain http to a host that is not loopback: the bearer token would travel in clear; use https://"
+                )));
+            }
+            if !insecure_http {
+                return Err(Error::input(format!(
+                    "{flag} is plain http: the bearer token would travel in clear; use https://, or pass --insecure-http for a local test server"
+                )));
+            }
+            Ok(Some(format!(
+                "{flag} is plain http (--insecure-http): the bearer token is sent unencrypted to {}",
+                parsed.host_str().unwrap_or("")
+            )))
+        }
+        _ => Err(Error::input(format!(
+            "{flag} must be an https:// URL such as https://management.azure.com"
+        ))),
+    }
+}
+
 /// Percent-encodes one path segment the way the Node SDK's
 /// `encodeURIComponent` does.
 pub fn encode_segment(s: &str) -> String {
