@@ -123,6 +123,10 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
             println!("  ID scope:                  {}", s.id_scope);
             println!("  device endpoint:           {}", s.device_endpoint);
             println!("  CA file to trust:          {}", s.ca_file.display());
+            if let Ok(cs) = crate::dps::connection_string::ConnectionString::parse(&s.connection_string) {
+                let token = crate::emulator::status::token_for(&cs.key);
+                println!("  status page:               {}/?token={token}", s.device_endpoint);
+            }
             println!("  (the Node SDKs always dial port 443; Python accepts HostName=host:port)");
             println!("Environment for the SDK samples (also: pki emulator --print-env sh|powershell|dotenv):");
             let vars = envblock::vars(&ep, device.as_ref());
