@@ -24,6 +24,7 @@ pub mod chain;
 pub mod cli;
 pub mod dps;
 pub mod emulator;
+pub mod envblock;
 pub mod error;
 pub mod fsio;
 pub mod inspect;

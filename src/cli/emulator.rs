@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::emulator::{Options, prepare, serve};
+use crate::envblock::{self, Endpoint};
 use crate::error::{Error, Result};
 
 /// Arguments of `pki emulator`.
@@ -57,10 +58,37 @@ pub struct EmulatorArgs {
     /// Print one JSON object (connectionString, idScope, caFile, listen, serviceHost) on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Print the environment block for the emulator using --data and --listen, then exit
+    /// (it need not be running; `eval "$(pki emulator --print-env sh)"`).
+    #[arg(long, value_name = "FORMAT")]
+    pub print_env: Option<crate::envblock::Format>,
+    /// Add this device's PROVISIONING_REGISTRATION_ID, X509_CERT_FILE and X509_KEY_FILE
+    /// (its full chain and key under --ca-dir) to the environment block.
+    #[arg(long, value_name = "ID")]
+    pub device: Option<String>,
+    /// The `pki chain new` directory holding --device's files.
+    #[arg(long, default_value = ".", value_name = "DIR", requires = "device")]
+    pub ca_dir: PathBuf,
 }
 
 /// Runs the emulator until Ctrl-C or SIGTERM.
 pub fn run(args: EmulatorArgs) -> Result<()> {
+    let device = args
+        .device
+        .as_deref()
+        .map(|id| envblock::DeviceFiles::find(&args.ca_dir, id))
+        .transpose()?;
+    if let Some(format) = args.print_env {
+        let ep = Endpoint::from_data_dir(
+            &args.data,
+            &args.listen,
+            args.sas_key.as_deref(),
+            args.id_scope.as_deref(),
+        )?;
+        envblock::write_java_truststore(&ep.ca_file, &ep.java_truststore)?;
+        let vars = envblock::vars(&ep, device.as_ref());
+        return super::output::write_stdout(envblock::render(format, &ep, &vars).as_bytes());
+    }
     let opts = Options {
         listen: args.listen,
         hostnames: args.hostnames,
@@ -83,14 +111,26 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
             let line = serde_json::to_string(s).map_err(|e| Error::failed(e.to_string()))?;
             println!("{line}");
         } else {
-            let ca = s.ca_file.display();
+            let ep = Endpoint::new(
+                s.connection_string.clone(),
+                s.service_host.clone(),
+                s.id_scope.clone(),
+                s.ca_file.clone(),
+            );
+            envblock::write_java_truststore(&ep.ca_file, &ep.java_truststore)?;
             println!("pki emulator listening on https://{}", s.listen);
             println!("  service connection string: {}", s.connection_string);
             println!("  ID scope:                  {}", s.id_scope);
             println!("  device endpoint:           {}", s.device_endpoint);
-            println!("  CA file to trust:          {ca}");
-            println!("    Node:   NODE_EXTRA_CA_CERTS={ca}  (the Node SDKs always use port 443)");
-            println!("    Python: REQUESTS_CA_BUNDLE={ca}  (accepts HostName=host:port)");
+            println!("  CA file to trust:          {}", s.ca_file.display());
+            if let Ok(cs) = crate::dps::connection_string::ConnectionString::parse(&s.connection_string) {
+                let token = crate::emulator::status::token_for(&cs.key);
+                println!("  status page:               {}/?token={token}", s.device_endpoint);
+            }
+            println!("  (the Node SDKs always dial port 443; Python accepts HostName=host:port)");
+            println!("Environment for the SDK samples (also: pki emulator --print-env sh|powershell|dotenv):");
+            let vars = envblock::vars(&ep, device.as_ref());
+            print!("{}", envblock::render(envblock::Format::Sh, &ep, &vars));
             println!(
                 "  storage: {}",
                 if opts.in_memory {

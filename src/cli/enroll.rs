@@ -1,4 +1,4 @@
-//! `pki enroll`: create or update an X.509 enrollment group, and `show`,
+//! `pki enroll`: create or update an X.509 or symmetric-key enrollment group, and `show`,
 //! `list`, `delete` and `disallow`.
 //!
 //! Create-or-update reads the group first and, if it exists, PUTs it back
@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use super::args::{ConnArgs, NetArgs, block_on, warn};
 use crate::dps::client::{Collection, ServiceClient};
-use crate::dps::enrollment::{self, CertInput, GroupSpec, Reprovision, build_group, load_cert};
+use crate::dps::enrollment::{
+    self, CertInput, GroupSpec, Reprovision, SymmetricKeys, build_group, load_cert,
+};
 use crate::dps::upsert::{self, Concurrency, Upserted, upsert_group};
 use crate::dps::vocab::{AllocationPolicy, ProvisioningStatus};
 use crate::error::{Error, Result};
@@ -49,6 +51,9 @@ enum EnrollCommand {
         /// Print the service's JSON.
         #[arg(long)]
         json: bool,
+        /// Also print a symmetric-key group's keys (hidden by default).
+        #[arg(long)]
+        show_keys: bool,
         #[command(flatten)]
         conn: ConnArgs,
         #[command(flatten)]
@@ -117,6 +122,18 @@ struct GroupArgs {
     /// Secondary certificate-store reference.
     #[arg(long, value_name = "NAME")]
     secondary_ca_ref: Option<String>,
+    /// Make a symmetric-key group (DPS generates the keys unless --primary-key/--secondary-key).
+    #[arg(long, conflicts_with_all = ["cert", "secondary_cert", "ca_ref", "secondary_ca_ref"])]
+    symmetric_key: bool,
+    /// The symmetric-key group's primary key (base64 of 16 to 64 bytes).
+    #[arg(long, value_name = "BASE64", requires = "symmetric_key")]
+    primary_key: Option<String>,
+    /// The symmetric-key group's secondary key.
+    #[arg(long, value_name = "BASE64", requires = "symmetric_key")]
+    secondary_key: Option<String>,
+    /// Print the group's symmetric keys (never printed otherwise, not even with --json).
+    #[arg(long)]
+    show_keys: bool,
     /// Provisioning status.
     #[arg(long, value_enum)]
     status: Option<ProvisioningStatus>,
@@ -165,11 +182,39 @@ struct GroupArgs {
     net: NetArgs,
 }
 
-fn print_json(v: &Value) {
+/// Prints service JSON; symmetric keys are hidden unless `show_keys`.
+fn print_json(v: &Value, show_keys: bool) {
+    let mut v = v.clone();
+    if !show_keys {
+        enrollment::hide_keys(&mut v);
+    }
     println!(
         "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+        serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
     );
+}
+
+/// The summary, plus a symmetric-key group's keys when asked for; else a
+/// note on stderr saying how to see them.
+fn print_summary(v: &Value, show_keys: bool) {
+    print!("{}", enrollment::summary(v));
+    let Some(keys) = v.pointer("/attestation/symmetricKey") else {
+        return;
+    };
+    if show_keys {
+        for (label, k) in [
+            ("primary key:  ", "primaryKey"),
+            ("secondary key:", "secondaryKey"),
+        ] {
+            if let Some(key) = keys.get(k).and_then(Value::as_str) {
+                println!("{label}{key}");
+            }
+        }
+    } else {
+        eprintln!(
+            "(symmetric keys hidden; --show-keys prints them, `pki sas device-key` derives a device's key)"
+        );
+    }
 }
 
 /// Reads a signing certificate and prints the warnings that do not stop us.
@@ -212,14 +257,15 @@ pub fn run(args: EnrollArgs) -> Result<()> {
         Some(EnrollCommand::Show {
             group_id,
             json,
+            show_keys,
             conn,
             net,
         }) => {
             regid::check_id(&group_id, "group ID")?;
             let client = ServiceClient::new(conn.load()?, net.options())?;
             match block_on(client.get(Collection::Groups, &group_id))?? {
-                Some(v) if json => print_json(&v),
-                Some(v) => print!("{}", enrollment::summary(&v)),
+                Some(v) if json => print_json(&v, show_keys),
+                Some(v) => print_summary(&v, show_keys),
                 None => {
                     return Err(Error::Service(format!(
                         "enrollment group `{group_id}` does not exist"
@@ -232,7 +278,7 @@ pub fn run(args: EnrollArgs) -> Result<()> {
             let client = ServiceClient::new(conn.load()?, net.options())?;
             let groups = block_on(client.query_all(Collection::Groups))??;
             if json {
-                print_json(&Value::Array(groups));
+                print_json(&Value::Array(groups), false);
             } else if groups.is_empty() {
                 eprintln!("no enrollment groups");
             } else {
@@ -320,6 +366,10 @@ fn create_or_update(a: GroupArgs) -> Result<()> {
         webhook_api_version: a.webhook_api_version.clone(),
         reprovision: a.reprovision,
         initial_twin: a.initial_twin.as_deref().map(read_twin).transpose()?,
+        symmetric_key: a.symmetric_key.then(|| SymmetricKeys {
+            primary: a.primary_key.clone(),
+            secondary: a.secondary_key.clone(),
+        }),
     };
 
     spec.check()?;
@@ -327,7 +377,7 @@ fn create_or_update(a: GroupArgs) -> Result<()> {
         // Never connects: shows the create body. An update would merge these
         // fields into the stored record instead.
         let body = build_group(&id, &spec, None)?;
-        print_json(&body);
+        print_json(&body, a.show_keys);
         eprintln!(
             "(dry run: nothing sent; if the group exists, only the fields given here would change)"
         );
@@ -344,13 +394,13 @@ fn create_or_update(a: GroupArgs) -> Result<()> {
     }))??;
 
     if a.json {
-        print_json(&stored);
+        print_json(&stored, a.show_keys);
     } else {
         println!(
             "{} enrollment group {id}",
             if created { "created" } else { "updated" }
         );
-        print!("{}", enrollment::summary(&stored));
+        print_summary(&stored, a.show_keys);
     }
     Ok(())
 }
@@ -378,7 +428,7 @@ fn disallow(
     let client = ServiceClient::new(conn.load()?, net.options())?;
     let stored = block_on(upsert::disallow(&client, &reg_id, &cert))??;
     if json {
-        print_json(&stored);
+        print_json(&stored, false);
     } else {
         println!("disallowed device {reg_id} (disabled individual enrollment)");
         print!("{}", enrollment::summary(&stored));

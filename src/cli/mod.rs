@@ -15,12 +15,15 @@ mod args;
 mod ca;
 mod ca_select;
 mod chain;
+mod completions;
 mod device;
 mod emulator;
 mod enroll;
 mod inspect;
+mod man;
 mod output;
 mod register;
+mod sas;
 mod to_string;
 mod verify_code;
 
@@ -80,6 +83,13 @@ See `pki device new --help` for every option.")]
     /// The DPS CA certificate store: upload, prove possession, show, list, delete.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page, or write one page per command into a directory.
+    Man(man::ManArgs),
+    /// Symmetric keys and SAS tokens: derive a device key, make a token.
+    #[command(subcommand)]
+    Sas(sas::SasCommand),
 }
 
 /// The command line as clap sees it: [`Cli`] plus what the derive cannot say
@@ -123,6 +133,9 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Enroll(a) => enroll::run(a),
         Command::Register(a) => register::run(a),
         Command::Ca(c) => ca::run(c),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
+        Command::Sas(c) => sas::run(c),
     }
 }
 

@@ -1,9 +1,12 @@
 //! Status output: data goes to stdout, progress and notes to stderr; and
 //! the summary `pki chain new` and `pki device new` print.
 
+use std::io::Write;
+use std::path::PathBuf;
+
 use super::args::DEFAULT_PFX_PASSWORD;
 use crate::chain::{DevicePlan, Summary};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout::{FileKind, Layout};
 use crate::profile::Role;
 
@@ -25,6 +28,19 @@ impl Output {
     /// Prints a warning on stderr (even when quiet: warnings matter).
     pub fn warn(&self, msg: impl AsRef<str>) {
         eprintln!("pki: warning: {}", msg.as_ref());
+    }
+}
+
+/// Writes `data` to stdout; a closed pipe (`| head`) is not a failure.
+pub fn write_stdout(data: &[u8]) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(data).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(source) => Err(Error::Write {
+            path: PathBuf::from("standard output"),
+            source,
+        }),
+        Ok(()) => Ok(()),
     }
 }
 

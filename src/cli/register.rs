@@ -1,7 +1,8 @@
 //! `pki register`: the device side of DPS over HTTPS, like
-//! `az iot device registration create`. The device authenticates with its
-//! certificate chain in the TLS handshake; the registration ID defaults to
-//! the leaf's CN.
+//! `az iot device registration create`. An X.509 device authenticates with
+//! its certificate chain in the TLS handshake (the registration ID defaults
+//! to the leaf's CN); a symmetric-key device with a SAS token signed with its
+//! key, given or derived from its group's key (`--symmetric-key`, `--group-key`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use serde_json::Value;
 
 use super::args::{NetArgs, block_on, warn};
 use crate::cert;
-use crate::dps::client::DeviceClient;
+use crate::dps::client::{DeviceClient, Registration};
 use crate::dps::http::ClientIdentity;
 use crate::dps::vocab::RegistrationStatus;
 use crate::error::{Error, Result};
@@ -19,23 +20,34 @@ use crate::regid::RegistrationId;
 /// DPS's global device endpoint.
 const GLOBAL_HOST: &str = "global.azure-devices-provisioning.net";
 
-/// Register a device with DPS using its X.509 certificate chain.
+/// Register a device with DPS using its X.509 certificate chain or its symmetric key.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  pki register --id-scope 0ne00000001 \\\n    \
+    after_help = "Examples:\n  pki register --id-scope 0ne00000001 \\\n    \
 --cert certs/device-0001-full-chain.cert.pem --key private/device-0001.key.pem \\\n    \
---host localhost:8443 --ca-file emulator-ca.pem"
+--host localhost:8443 --ca-file dps-emulator/ca.pem\n  \
+pki register --id-scope 0ne00000001 --registration-id sensor-17 \\\n    \
+--group-key \"$GROUP_KEY\" --host localhost:8443 --ca-file dps-emulator/ca.pem\n  \
+PKI_DEVICE_KEY=… pki register --id-scope 0ne00000001 \\\n    \
+--registration-id sensor-17 --symmetric-key"
 )]
 pub struct RegisterArgs {
     /// The DPS ID scope (e.g. 0ne00000001).
     #[arg(long, value_name = "SCOPE")]
     id_scope: String,
     /// The device's certificate chain, leaf first (…-full-chain.cert.pem).
-    #[arg(long, value_name = "FULLCHAIN")]
-    cert: PathBuf,
+    #[arg(long, value_name = "FULLCHAIN", required_unless_present_any = ["symmetric_key", "group_key"], requires = "key")]
+    cert: Option<PathBuf>,
     /// The device's private key.
-    #[arg(long, value_name = "KEY")]
-    key: PathBuf,
+    #[arg(long, value_name = "KEY", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Symmetric-key device: its key (base64); with no value (or `-`), read from PKI_DEVICE_KEY.
+    #[arg(long, value_name = "BASE64", num_args = 0..=1, default_missing_value = "-", conflicts_with_all = ["cert", "group_key"], requires = "registration_id")]
+    symmetric_key: Option<String>,
+    /// Symmetric-key group device: the group's key (base64), from which the device's key is
+    /// derived; with no value (or `-`), read from PKI_GROUP_KEY.
+    #[arg(long, value_name = "BASE64", num_args = 0..=1, default_missing_value = "-", conflicts_with = "cert", requires = "registration_id")]
+    group_key: Option<String>,
     /// Password of an encrypted --key.
     #[arg(
         long,
@@ -69,8 +81,81 @@ pub fn run(a: RegisterArgs) -> Result<()> {
             "--id-scope is not an ID scope (e.g. 0ne00000001; see the DPS overview page)",
         ));
     }
-    let what = a.cert.display().to_string();
-    let data = crate::fsio::read_input(&a.cert)?;
+    let payload = a
+        .payload
+        .as_deref()
+        .map(|p| {
+            serde_json::from_str::<Value>(p)
+                .map_err(|e| Error::input(format!("--payload is not valid JSON: {e}")))
+        })
+        .transpose()?;
+    let (client, reg_id) = match (&a.cert, &a.key) {
+        (Some(cert), Some(key)) => x509_client(&a, cert, key)?,
+        _ => symmetric_client(&a)?,
+    };
+    let json = a.json;
+    let result = block_on(client.register(
+        &a.id_scope,
+        &reg_id,
+        payload.as_ref(),
+        Duration::from_secs(a.timeout),
+        &|s| {
+            if !json {
+                eprintln!("{reg_id}: {s}…");
+            }
+        },
+    ))??;
+    report(result, &reg_id, json)
+}
+
+/// The client of a symmetric-key device and its registration ID.
+fn symmetric_client(a: &RegisterArgs) -> Result<(DeviceClient, RegistrationId)> {
+    let rid = a.registration_id.as_deref().ok_or_else(|| {
+        Error::input("a symmetric-key device needs --registration-id (it has no certificate to take it from)")
+    })?;
+    let (reg_id, _) = RegistrationId::parse(rid)?;
+    let from = |flag: &str, value: &str, env: &str| -> Result<String> {
+        let v = if value == "-" {
+            std::env::var(env).unwrap_or_default()
+        } else {
+            value.to_owned()
+        };
+        let v = v.trim().to_owned();
+        if v.is_empty() {
+            return Err(Error::input(format!(
+                "{flag} is empty (with `-`, set {env})"
+            )));
+        }
+        if crate::dps::sas::decode_key(&v).is_none() {
+            return Err(Error::input(format!("{flag} is not valid base64")));
+        }
+        Ok(v)
+    };
+    let device_key = match (&a.symmetric_key, &a.group_key) {
+        (Some(k), _) => from("--symmetric-key", k, "PKI_DEVICE_KEY")?,
+        (None, Some(g)) => {
+            let group = from("--group-key", g, "PKI_GROUP_KEY")?;
+            crate::dps::sas::derive_device_key(&group, reg_id.as_str())
+                .ok_or_else(|| Error::input("--group-key is not valid base64"))?
+        }
+        (None, None) => {
+            return Err(Error::input(
+                "pass --cert and --key (X.509), or --symmetric-key or --group-key (symmetric key)",
+            ));
+        }
+    };
+    let client = DeviceClient::with_symmetric_key(&a.host, &device_key, a.net.options())?;
+    Ok((client, reg_id))
+}
+
+/// The client of an X.509 device (its chain in the TLS handshake) and its registration ID.
+fn x509_client(
+    a: &RegisterArgs,
+    cert_path: &std::path::Path,
+    key_path: &std::path::Path,
+) -> Result<(DeviceClient, RegistrationId)> {
+    let what = cert_path.display().to_string();
+    let data = crate::fsio::read_input(cert_path)?;
     let chain = cert::read_bundle(&data, &what)?.certs;
     let leaf_der = chain.first().ok_or_else(|| {
         Error::input(format!(
@@ -108,9 +193,9 @@ pub fn run(a: RegisterArgs) -> Result<()> {
         ));
     }
 
-    let key_what = a.key.display().to_string();
+    let key_what = key_path.display().to_string();
     let key = crate::keys::load_private_key(
-        &crate::fsio::read_input(&a.key)?,
+        &crate::fsio::read_input(key_path)?,
         a.key_password.as_deref(),
         &key_what,
         "--key-password or PKI_KEY_PASSWORD",
@@ -120,34 +205,17 @@ pub fn run(a: RegisterArgs) -> Result<()> {
             "{key_what} does not belong to the leaf certificate of {what}; pass the device's own key"
         )));
     }
-    let payload = a
-        .payload
-        .as_deref()
-        .map(|p| {
-            serde_json::from_str::<Value>(p)
-                .map_err(|e| Error::input(format!("--payload is not valid JSON: {e}")))
-        })
-        .transpose()?;
-
     // reqwest wants the key and the chain in one PEM buffer.
     let mut pem = crate::keys::pem_lf("PRIVATE KEY", &crate::keys::pkcs8_der(&key)?).into_bytes();
     for der in &chain {
         pem.extend_from_slice(crate::keys::pem_lf("CERTIFICATE", der).as_bytes());
     }
     let client = DeviceClient::new(&a.host, ClientIdentity { pem }, a.net.options())?;
-    let json = a.json;
-    let result = block_on(client.register(
-        &a.id_scope,
-        &reg_id,
-        payload.as_ref(),
-        Duration::from_secs(a.timeout),
-        &|s| {
-            if !json {
-                eprintln!("{reg_id}: {s}…");
-            }
-        },
-    ))??;
+    Ok((client, reg_id))
+}
 
+/// Prints the outcome; anything but `assigned` is an error.
+fn report(result: Registration, reg_id: &RegistrationId, json: bool) -> Result<()> {
     let state = result
         .body
         .get("registrationState")
@@ -168,6 +236,7 @@ pub fn run(a: RegisterArgs) -> Result<()> {
             );
             if let Some(g) = state
                 .pointer("/x509/enrollmentGroupId")
+                .or_else(|| state.pointer("/symmetricKey/enrollmentGroupId"))
                 .and_then(Value::as_str)
             {
                 println!("enrollment group: {g}");

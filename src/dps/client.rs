@@ -260,12 +260,34 @@ pub struct Registration {
 }
 
 /// A client for the device registration API, authenticated by the device's
-/// X.509 chain in the TLS handshake.
+/// X.509 chain in the TLS handshake, or by a SAS token signed with its
+/// symmetric key.
 #[derive(Debug)]
 pub struct DeviceClient {
     http: Http,
     base: String,
     host: String,
+    /// The device's symmetric key (base64), for symmetric-key attestation.
+    sas_key: Option<DeviceKey>,
+}
+
+/// A device's symmetric key; `Debug` elides it.
+struct DeviceKey(String);
+
+impl std::fmt::Debug for DeviceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceKey([secret elided])")
+    }
+}
+
+fn symmetric_hint(status: StatusCode) -> Option<String> {
+    match status.as_u16() {
+        401 => Some(
+            "DPS did not accept the device's SAS token: check the key (for a group device, the key derived from the group's key and this registration ID), the registration ID and --id-scope".into(),
+        ),
+        404 => Some("check --id-scope and --host".into()),
+        _ => None,
+    }
 }
 
 fn device_hint(status: StatusCode) -> Option<String> {
@@ -287,7 +309,38 @@ impl DeviceClient {
             host: crate::dps::http::host_of(&base),
             http,
             base,
+            sas_key: None,
         })
+    }
+
+    /// A client for a symmetric-key device: every request carries a SAS
+    /// token (`sr={scope}/registrations/{id}`, policy `registration`, one
+    /// hour, as the SDKs sign) made with `device_key_b64`.
+    pub fn with_symmetric_key(host: &str, device_key_b64: &str, opts: HttpOptions) -> Result<Self> {
+        if crate::dps::sas::decode_key(device_key_b64).is_none() {
+            return Err(crate::error::Error::input(
+                "the device key is not valid base64",
+            ));
+        }
+        let http = Http::new("DPS", opts, None)?;
+        let base = base_url(host)?;
+        Ok(DeviceClient {
+            host: crate::dps::http::host_of(&base),
+            http,
+            base,
+            sas_key: Some(DeviceKey(device_key_b64.to_owned())),
+        })
+    }
+
+    /// The `Authorization` header for registration `sr`, if symmetric-key.
+    fn authorization(&self, sr: &str) -> Option<String> {
+        let key = self.sas_key.as_ref()?;
+        let expiry = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+            + 3600;
+        crate::dps::sas::create_token(sr, &key.0, Some("registration"), expiry)
     }
 
     async fn call(
@@ -298,16 +351,33 @@ impl DeviceClient {
     ) -> Result<Reply, HttpError> {
         let url = format!("{}{path}?api-version={DEVICE_API_VERSION}", self.base);
         let body = serde_json::to_vec(body).unwrap_or_default();
+        // The resource is `{scope}/registrations/{id}`: the path's first three segments.
+        let sr: Vec<&str> = path
+            .trim_start_matches('/')
+            .splitn(4, '/')
+            .take(3)
+            .collect();
+        let auth = self.authorization(&sr.join("/"));
+        let hint: &dyn Fn(StatusCode) -> Option<String> = if self.sas_key.is_some() {
+            &symmetric_hint
+        } else {
+            &device_hint
+        };
         self.http
             .send(
                 &self.host,
                 |c| {
-                    c.request(method.clone(), &url)
+                    let r = c
+                        .request(method.clone(), &url)
                         .header("Accept", "application/json")
                         .header("Content-Type", JSON)
-                        .body(body.clone())
+                        .body(body.clone());
+                    match &auth {
+                        Some(a) => r.header("Authorization", a),
+                        None => r,
+                    }
                 },
-                &device_hint,
+                hint,
             )
             .await
     }

@@ -35,6 +35,7 @@ pub mod model;
 pub mod registration;
 pub mod router;
 pub mod service;
+pub mod status;
 pub mod store;
 pub mod tls;
 
@@ -135,6 +136,8 @@ pub struct State {
     pub require_verified_ca: bool,
     pub log: bool,
     pub operations: Mutex<Operations>,
+    /// Recent registration attempts, for the status page.
+    pub attempts: status::Attempts,
 }
 
 /// Results of registrations, by operation id, for the status polls.
@@ -244,6 +247,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         require_verified_ca: opts.require_verified_ca,
         log: opts.log,
         operations: Mutex::new(Operations::default()),
+        attempts: status::Attempts::default(),
     });
     Ok(Prepared {
         started,

@@ -139,8 +139,21 @@ fn parse_body(reg: &RegistrationId, body: &[u8]) -> DpsResult<Option<Value>> {
 }
 
 /// Registers a device: checks the scope and body, attests, assigns, stores
-/// the result durably and remembers the operation for the polls.
+/// the result durably and remembers the operation for the polls. Every
+/// outcome is recorded for the status page.
 pub async fn register(
+    state: &State,
+    scope: &str,
+    reg: &RegistrationId,
+    presented: Presented<'_>,
+    body: &[u8],
+) -> DpsResult<Accepted> {
+    let result = register_unrecorded(state, scope, reg, presented, body).await;
+    super::status::record(state, reg, &presented, &result);
+    result
+}
+
+async fn register_unrecorded(
     state: &State,
     scope: &str,
     reg: &RegistrationId,

@@ -107,6 +107,10 @@ async fn parse_and_dispatch(
     };
     let first = req.segments.first().map(|s| s.to_ascii_lowercase());
     match first.as_deref() {
+        None => super::status::dispatch(&state, &req, false),
+        Some("status.json") if req.segments.len() == 1 => {
+            super::status::dispatch(&state, &req, true)
+        }
         Some("enrollmentgroups" | "enrollments" | "registrations") => {
             check_api_version(&req, API_VERSIONS)?;
             service::dispatch(&state, &req).await
