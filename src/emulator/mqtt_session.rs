@@ -106,6 +106,18 @@ impl Session {
             return out;
         }
         self.buf.extend_from_slice(data);
+        // Not MQTT at all (TLS to the wrong port, HTTP, noise): say so at
+        // once instead of waiting for a "remaining length" that never comes.
+        if self.identity.is_none()
+            && let Some(&b) = self.buf.first()
+            && b != 0x10
+        {
+            self.close(
+                &mut out,
+                format!("the first byte 0x{b:02x} is not an MQTT CONNECT"),
+            );
+            return out;
+        }
         loop {
             match Packet::read(&mut self.buf, MAX_PACKET) {
                 Ok(p) => {
@@ -422,7 +434,7 @@ mod tests {
     fn bad_sessions_close() {
         let mut s = Session::new();
         let a = s.receive(&encode(&Packet::PingReq));
-        assert!(matches!(&a[..], [Action::Close(w)] if w.contains("before CONNECT")));
+        assert!(matches!(&a[..], [Action::Close(w)] if w.contains("not an MQTT CONNECT")));
         let mut s = Session::new();
         let a = s.receive(&connect("other", Some(USER), ""));
         assert!(matches!(&a[..], [Action::Send(_), Action::Close(w)] if w.contains("client id")));
