@@ -871,3 +871,133 @@ async fn bad_mqtt_input_closes_the_connection_and_the_emulator_keeps_serving() {
     let m = mqtt_register(&mqtt, &ca, &scope, "after-01", Some(&id), None).await;
     assert_eq!(m.2.unwrap()["status"], "assigned");
 }
+
+/// Runs `pki register`; returns (exit code, stdout, stderr without tracking ids).
+fn pki_register(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pki"))
+        .arg("register")
+        .args(args)
+        .env_remove("PKI_KEY_PASSWORD")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr)
+        .split("(tracking id ")
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                part.to_string()
+            } else {
+                part.split_once(')')
+                    .map(|x| x.1.to_string())
+                    .unwrap_or_default()
+            }
+        })
+        .collect::<String>();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
+}
+
+#[tokio::test]
+async fn pki_register_gives_the_same_output_over_https_mqtt_and_websockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(&dir.path().join("data"), &["--in-memory"]);
+    let https = emu.addr.port().to_string();
+    let mqtt: std::net::SocketAddr = emu.info["mqttListen"].as_str().unwrap().parse().unwrap();
+    let ca = emu.info["caFile"].as_str().unwrap().to_string();
+    let scope = emu.id_scope();
+    let chain = TestChain::new("Register");
+    let r = emu
+        .client(None)
+        .put(emu.url(&format!("/enrollmentGroups/reg-group?{SERVICE_API}")))
+        .header("authorization", emu.sas())
+        .header("content-type", "application/json")
+        .body(x509_group("reg-group", &chain.intermediate.cert.pem, "enabled").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let write = |name: &str, identity: &str| {
+        let blocks = pem::parse_many(identity).unwrap();
+        let key: String = blocks
+            .iter()
+            .filter(|b| b.tag().ends_with("PRIVATE KEY"))
+            .map(pem::encode)
+            .collect();
+        let certs: String = blocks
+            .iter()
+            .filter(|b| b.tag() == "CERTIFICATE")
+            .map(pem::encode)
+            .collect();
+        let (c, k) = (
+            dir.path().join(format!("{name}.pem")),
+            dir.path().join(format!("{name}.key")),
+        );
+        std::fs::write(&c, certs).unwrap();
+        std::fs::write(&k, key).unwrap();
+        (c.display().to_string(), k.display().to_string())
+    };
+    let (good, _) = chain.device("reg-01");
+    let (foreign, _) = TestChain::new("Stranger").device("reg-02");
+    let good = write("good", &good);
+    let foreign = write("foreign", &foreign);
+    let mut seen: Vec<Vec<(i32, String, String)>> = Vec::new();
+    for (transport, port) in [
+        ("https", https.clone()),
+        ("mqtt", mqtt.port().to_string()),
+        ("mqtt-ws", https.clone()),
+    ] {
+        let host = format!("localhost:{port}");
+        let mut outcomes = Vec::new();
+        for (c, k) in [&good, &foreign] {
+            outcomes.push(pki_register(&[
+                "--transport",
+                transport,
+                "--host",
+                &host,
+                "--id-scope",
+                &scope,
+                "--cert",
+                c,
+                "--key",
+                k,
+                "--ca-file",
+                &ca,
+            ]));
+        }
+        assert_eq!(outcomes[0].0, 0, "{transport}: {outcomes:?}");
+        assert!(
+            outcomes[0].1.contains("assigned: device reg-01"),
+            "{transport}: {outcomes:?}"
+        );
+        assert_eq!(outcomes[1].0, 1, "{transport}: {outcomes:?}");
+        assert!(
+            outcomes[1]
+                .2
+                .contains("DPS error 401002: no enrollment group matches this device"),
+            "{transport}: {outcomes:?}"
+        );
+        seen.push(outcomes);
+    }
+    assert_eq!(seen[0], seen[1], "https vs mqtt");
+    assert_eq!(seen[0], seen[2], "https vs mqtt-ws");
+    // Bad input: exit 2, one line.
+    let (code, _, err) = pki_register(&[
+        "--transport",
+        "mqtt",
+        "--host",
+        "localhost:0",
+        "--id-scope",
+        &scope,
+        "--cert",
+        &good.0,
+        "--key",
+        &good.1,
+        "--ca-file",
+        &ca,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -1,4 +1,4 @@
-//! `pki register`: the device side of DPS over HTTPS, like
+//! `pki register`: the device side of DPS over HTTPS or MQTT, like
 //! `az iot device registration create`. The device authenticates with its
 //! certificate chain in the TLS handshake; the registration ID defaults to
 //! the leaf's CN.
@@ -12,6 +12,7 @@ use super::enroll::{NetArgs, block_on, warn};
 use crate::dps::client::DeviceClient;
 use crate::dps::enrollment::check_id;
 use crate::dps::http::ClientIdentity;
+use crate::dps::mqtt::{Binding, MqttDevice};
 use crate::error::{Error, Result};
 use crate::issue::common_name_of;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -57,8 +58,25 @@ pub struct RegisterArgs {
     /// Print the whole registrationState as JSON.
     #[arg(long)]
     json: bool,
+    /// Device transport: https (port 443 unless --host names one), mqtt (MQTT
+    /// 3.1.1 over TLS, 8883) or mqtt-ws (MQTT over WebSockets, 443). The
+    /// default stays https, because --host's port is the HTTPS port in
+    /// existing scripts (the emulator's 8443); the MQTT SDKs' default is mqtt.
+    #[arg(long, value_enum, default_value_t = Transport::Https)]
+    transport: Transport,
     #[command(flatten)]
     net: NetArgs,
+}
+
+/// How `pki register` talks to DPS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// HTTPS (the REST device API).
+    Https,
+    /// MQTT 3.1.1 over TLS (port 8883 by default).
+    Mqtt,
+    /// MQTT over WebSockets at /$iothub/websocket (port 443 by default).
+    MqttWs,
 }
 
 pub fn run(a: RegisterArgs) -> Result<()> {
@@ -122,24 +140,47 @@ pub fn run(a: RegisterArgs) -> Result<()> {
         })
         .transpose()?;
 
-    // reqwest wants the key and the chain in one PEM buffer.
-    let mut pem = crate::keys::pem_lf("PRIVATE KEY", key.serialized_der()).into_bytes();
-    for b in &chain {
-        pem.extend_from_slice(crate::keys::pem_lf("CERTIFICATE", b.contents()).as_bytes());
-    }
-    let client = DeviceClient::new(&a.host, ClientIdentity { pem }, a.net.options())?;
     let json = a.json;
-    let result = block_on(client.register(
-        &a.id_scope,
-        &reg_id,
-        payload.as_ref(),
-        Duration::from_secs(a.timeout),
-        &|s| {
-            if !json {
-                eprintln!("{reg_id}: {s}…");
+    let progress = |s: &str| {
+        if !json {
+            eprintln!("{reg_id}: {s}…");
+        }
+    };
+    let deadline = Duration::from_secs(a.timeout);
+    let result = match a.transport {
+        Transport::Https => {
+            // reqwest wants the key and the chain in one PEM buffer.
+            let mut pem = crate::keys::pem_lf("PRIVATE KEY", key.serialized_der()).into_bytes();
+            for b in &chain {
+                pem.extend_from_slice(crate::keys::pem_lf("CERTIFICATE", b.contents()).as_bytes());
             }
-        },
-    ))??;
+            let client = DeviceClient::new(&a.host, ClientIdentity { pem }, a.net.options())?;
+            block_on(client.register(&a.id_scope, &reg_id, payload.as_ref(), deadline, &progress))??
+        }
+        Transport::Mqtt | Transport::MqttWs => {
+            let binding = if a.transport == Transport::Mqtt {
+                Binding::Tls
+            } else {
+                Binding::WebSocket
+            };
+            let der_chain = chain
+                .iter()
+                .map(|b| rustls::pki_types::CertificateDer::from(b.contents().to_vec()))
+                .collect();
+            let der_key = rustls::pki_types::PrivateKeyDer::try_from(key.serialized_der().to_vec())
+                .map_err(|_| Error::input(format!("{key_what} cannot be used for TLS")))?;
+            let opts = a.net.options();
+            let device = MqttDevice::new(
+                &a.host,
+                binding,
+                opts.ca_file.as_deref(),
+                der_chain,
+                der_key,
+                opts.timeout,
+            )?;
+            block_on(device.register(&a.id_scope, &reg_id, payload.as_ref(), deadline, &progress))??
+        }
+    };
 
     let state = result
         .body

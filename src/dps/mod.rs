@@ -8,5 +8,6 @@ pub mod client;
 pub mod connection_string;
 pub mod enrollment;
 pub mod http;
+pub mod mqtt;
 pub mod sas;
 pub mod vocab;
