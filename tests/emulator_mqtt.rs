@@ -1001,3 +1001,30 @@ async fn pki_register_gives_the_same_output_over_https_mqtt_and_websockets() {
     assert_eq!(code, 2, "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[test]
+fn no_mqtt_turns_the_listener_off_and_a_bad_address_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(&dir.path().join("a"), &["--in-memory", "--no-mqtt"]);
+    assert!(emu.info["mqttListen"].is_null(), "{}", emu.info);
+    let out = Command::new(env!("CARGO_BIN_EXE_pki"))
+        .args([
+            "emulator",
+            "--in-memory",
+            "--listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "nowhere",
+            "--data",
+        ])
+        .arg(dir.path().join("b"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--mqtt-listen `nowhere` is not an address"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

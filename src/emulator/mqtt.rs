@@ -140,6 +140,10 @@ async fn serve(mut t: Transport, peer: PeerChain, state: Arc<State>, mut stop: S
             },
             () = stop.stopped() => break,
         };
+        // One write per batch: a PUBACK and its reply go out in one TLS
+        // record, in order (PUBACK first, as C# requires).
+        let mut out = bytes::BytesMut::new();
+        let mut close = false;
         for action in session.receive(&data) {
             let reply = match action {
                 Action::Send(b) => b,
@@ -147,7 +151,8 @@ async fn serve(mut t: Transport, peer: PeerChain, state: Arc<State>, mut stop: S
                     if state.log {
                         super::log_line(&format!("MQTT {}: closed: {why}", who(&session)));
                     }
-                    break 'conn;
+                    close = true;
+                    break;
                 }
                 Action::Register { rid, body } => {
                     let id = session.identity().cloned().unwrap_or_else(unknown);
@@ -175,9 +180,13 @@ async fn serve(mut t: Transport, peer: PeerChain, state: Arc<State>, mut stop: S
                     answer(&state, &session, &rid, "request", &id, Err(e))
                 }
             };
-            if !t.send(reply).await {
-                break 'conn;
-            }
+            out.extend_from_slice(&reply);
+        }
+        if !out.is_empty() && !t.send(out.freeze()).await {
+            break 'conn;
+        }
+        if close {
+            break;
         }
         if session.is_closed() {
             break;
