@@ -853,8 +853,24 @@ async fn bad_mqtt_input_closes_the_connection_and_the_emulator_keeps_serving() {
         v["message"].as_str().unwrap().contains("no such DPS topic"),
         "{v}"
     );
+    // A stray PUBACK with packet id 0 (C# acknowledges QoS 0 replies) is ignored.
+    d.raw(&[0x40, 0x02, 0x00, 0x00]).await;
     d.send(Packet::PingReq).await;
     assert!(matches!(d.next().await, Some(Packet::PingResp)));
+    // Keep-alive is enforced: 1 s asked, silence past 1.5 s closes.
+    let mut d = Device::open(&mqtt, &ca, None).await;
+    let mut c = Connect::new("dev-1");
+    c.keep_alive = 1;
+    c.set_login(user.as_str(), "");
+    d.send(Packet::Connect(c)).await;
+    assert!(matches!(d.next().await, Some(Packet::ConnAck(_))));
+    let t0 = std::time::Instant::now();
+    assert!(d.next().await.is_none());
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
     // Still serving both transports.
     let chain = TestChain::new("After");
     let r = emu
