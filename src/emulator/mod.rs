@@ -1,6 +1,6 @@
 //! `pki emulator`: a local Azure IoT Hub Device Provisioning Service.
 //!
-//! One HTTPS listener serves the service API (enrollment groups, individual
+//! An HTTPS listener serves the service API (enrollment groups, individual
 //! enrollments, registration states), the device registration API and the
 //! ARM CA-certificate (proof-of-possession) calls, following
 //! `../shared/reference/dps-protocol.md`. The modules:
@@ -14,6 +14,9 @@
 //! - [`registration`]: the transport-free device registration core
 //!   (attestation, enrollment selection, allocation, reprovisioning, every
 //!   refusal), which [`device`] (HTTPS) adapts;
+//! - [`mqtt`], [`mqtt_session`]: the MQTT transport of the device API
+//!   (MQTT 3.1.1 over TLS on `--mqtt-listen`, and over WebSockets at
+//!   `/$iothub/websocket` on the HTTPS listener) over the same core;
 //! - [`attest`]: X.509 chain checks and DPS's enrollment selection rules;
 //! - [`certs`]: certificate fields (PEM, base64 DER, base64 PEM) and `info`;
 //! - [`store`]: the redb database (durable group commit, or in memory);
