@@ -36,7 +36,7 @@ pub const MAX_TOPIC: usize = 1024;
 /// Longest `$rid` echoed.
 const MAX_RID: usize = 128;
 /// The api-versions the device API accepts (the same list as HTTPS).
-const API_VERSIONS: &[&str] = super::router::API_VERSIONS;
+const API_VERSIONS: &[&str] = super::registration::API_VERSIONS;
 
 const REGISTER: &str = "$dps/registrations/PUT/iotdps-register";
 const POLL: &str = "$dps/registrations/GET/iotdps-get-operationstatus";
