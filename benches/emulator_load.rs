@@ -8,6 +8,9 @@
 //!    full TLS handshake with the device certificate (no session
 //!    resumption), `PUT …/register`, then `GET …/operations/{id}` on the same
 //!    connection until `assigned`;
+//!    The same over MQTT (port from `mqttListen`): a fresh TLS handshake,
+//!    CONNECT, SUBSCRIBE, the register PUBLISH and the status-poll PUBLISH,
+//!    each answered (PUBACK, then the reply) before the next is sent;
 //! 2. service GETs per second (`GET /enrollmentGroups/{random id}` with a
 //!    SAS token, keep-alive connections);
 //! 3. p50/p99 latency of both;
@@ -35,6 +38,7 @@ const DEVICE_GROUPS: usize = 200;
 
 struct Target {
     addr: std::net::SocketAddr,
+    mqtt: std::net::SocketAddr,
     scope: String,
     host: String,
     key: String,
@@ -132,6 +136,87 @@ async fn exchange(
         buf.extend_from_slice(&tmp[..n]);
     }
     (status, buf[head_end..head_end + len].to_vec())
+}
+
+/// One MQTT device session: CONNECT, SUBSCRIBE, register, poll, DISCONNECT.
+async fn mqtt_register(t: &Target, id: &str, config: Arc<rustls::ClientConfig>) {
+    use rumqttc::mqttbytes::QoS;
+    use rumqttc::mqttbytes::v4::{Connect, Packet, Publish, Subscribe};
+    let tcp = TcpStream::connect(t.mqtt).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let mut s = TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let mut out = bytes::BytesMut::new();
+    let mut c = Connect::new(id);
+    c.set_login(
+        format!(
+            "{}/registrations/{id}/api-version=2019-03-31&ClientVersion=bench",
+            t.scope
+        ),
+        "",
+    );
+    let mut send = async |p: Packet, s: &mut TlsStream<TcpStream>| {
+        out.clear();
+        p.write(&mut out, 1 << 20).unwrap();
+        s.write_all(&out).await.unwrap();
+    };
+    let mut tmp = [0u8; 8192];
+    let mut next = async |s: &mut TlsStream<TcpStream>, buf: &mut bytes::BytesMut| loop {
+        if let Ok(p) = Packet::read(buf, 1 << 20) {
+            return p;
+        }
+        let n = s.read(&mut tmp).await.unwrap();
+        assert!(n > 0, "MQTT connection closed");
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    send(Packet::Connect(c), &mut s).await;
+    assert!(matches!(next(&mut s, &mut buf).await, Packet::ConnAck(_)));
+    send(
+        Packet::Subscribe(Subscribe::new("$dps/registrations/res/#", QoS::AtLeastOnce)),
+        &mut s,
+    )
+    .await;
+    assert!(matches!(next(&mut s, &mut buf).await, Packet::SubAck(_)));
+    let mut p = Publish::new(
+        "$dps/registrations/PUT/iotdps-register/?$rid=1",
+        QoS::AtLeastOnce,
+        format!("{{\"registrationId\":\"{id}\"}}"),
+    );
+    p.pkid = 1;
+    send(Packet::Publish(p), &mut s).await;
+    assert!(matches!(next(&mut s, &mut buf).await, Packet::PubAck(_)));
+    let Packet::Publish(r) = next(&mut s, &mut buf).await else {
+        panic!("no register reply")
+    };
+    assert!(
+        r.topic.starts_with("$dps/registrations/res/202/"),
+        "{}",
+        r.topic
+    );
+    let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+    let mut p = Publish::new(
+        format!(
+            "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId={}",
+            v["operationId"].as_str().unwrap()
+        ),
+        QoS::AtLeastOnce,
+        " ",
+    );
+    p.pkid = 2;
+    send(Packet::Publish(p), &mut s).await;
+    assert!(matches!(next(&mut s, &mut buf).await, Packet::PubAck(_)));
+    let Packet::Publish(r) = next(&mut s, &mut buf).await else {
+        panic!("no poll reply")
+    };
+    assert!(
+        r.payload.windows(10).any(|w| w == b"\"assigned\""),
+        "{}",
+        String::from_utf8_lossy(&r.payload)
+    );
+    send(Packet::Disconnect, &mut s).await;
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -303,6 +388,7 @@ fn main() {
     let cs = info["connectionString"].as_str().unwrap();
     let t = Arc::new(Target {
         addr: info["listen"].as_str().unwrap().parse().unwrap(),
+        mqtt: info["mqttListen"].as_str().unwrap().parse().unwrap(),
         scope: info["idScope"].as_str().unwrap().to_string(),
         host: info["serviceHost"].as_str().unwrap().to_string(),
         key: cs.rsplit("SharedAccessKey=").next().unwrap().to_string(),
@@ -409,6 +495,18 @@ fn main() {
         })
         .await;
         reg.report("X.509 registrations (new TLS handshake + register + poll, durable)");
+
+        // The same over MQTT: fresh TLS handshake, CONNECT, SUBSCRIBE, register, poll.
+        let (tt, dd) = (t.clone(), devices.clone());
+        let mqtt = timed(workers, secs, move |w, i| {
+            let (t, devices) = (tt.clone(), dd.clone());
+            async move {
+                let (id, config) = &devices[(w * 7919 + i as usize) % devices.len()];
+                mqtt_register(&t, id, config.clone()).await;
+            }
+        })
+        .await;
+        mqtt.report("X.509 registrations over MQTT (new TLS handshake + CONNECT + SUBSCRIBE + register + poll, durable)");
 
         // Service GETs on keep-alive connections.
         let conns: Vec<_> = {

@@ -1,4 +1,4 @@
-//! `pki emulator`: run a local DPS over HTTPS.
+//! `pki emulator`: run a local DPS over HTTPS and MQTT.
 
 use std::path::PathBuf;
 
@@ -11,20 +11,32 @@ use crate::error::{Error, Result};
 /// Runs a local Device Provisioning Service: the service API (enrollment
 /// groups, individual enrollments, registration states), the device
 /// registration API (X.509 and symmetric-key devices) and the CA certificate
-/// proof-of-possession calls, on one HTTPS listener. The official Node SDKs
-/// always dial port 443, so run `--listen 127.0.0.1:443` for them (ports
-/// below 1024 need root or CAP_NET_BIND_SERVICE) and trust the CA with
-/// NODE_EXTRA_CA_CERTS; the Python SDKs accept `host:port` in the
-/// connection string and trust it with REQUESTS_CA_BUNDLE.
+/// proof-of-possession calls, on one HTTPS listener; devices may also
+/// register over MQTT 3.1.1 on the MQTT listener (default port 8883, what
+/// the Python, C, C#, Java and Node MQTT SDKs dial) and over MQTT on
+/// WebSockets at /$iothub/websocket on the HTTPS listener. The official Node
+/// SDKs always dial port 443 for HTTPS and WebSockets, so run `--listen
+/// 127.0.0.1:443` for them (ports below 1024 need root or
+/// CAP_NET_BIND_SERVICE) and trust the CA with NODE_EXTRA_CA_CERTS; the
+/// Python service SDK accepts `host:port` in the connection string and trusts
+/// it with REQUESTS_CA_BUNDLE.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
 pki emulator --json\n  \
 sudo pki emulator --listen 127.0.0.1:443   # for the Node SDKs\n  \
-pki emulator --in-memory --listen 127.0.0.1:0 --json   # throwaway, free port")]
+pki emulator --in-memory --listen 127.0.0.1:0 --json   # throwaway, free ports\n  \
+pki emulator --no-mqtt   # HTTPS only")]
 pub struct EmulatorArgs {
     /// Address to listen on (port 0 picks a free port; 443 needs root or CAP_NET_BIND_SERVICE).
     #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
     pub listen: String,
+    /// Address of the MQTT listener (MQTT 3.1.1 over TLS). Default: 127.0.0.1:8883,
+    /// or a free port when --listen uses port 0.
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_mqtt")]
+    pub mqtt_listen: Option<String>,
+    /// Do not listen for MQTT over TLS (MQTT over WebSockets on the HTTPS listener stays).
+    #[arg(long)]
+    pub no_mqtt: bool,
     /// Extra host name (or IP) for the server certificate; repeatable.
     /// localhost, 127.0.0.1 and ::1 are always included.
     #[arg(long = "hostname", value_name = "NAME")]
@@ -55,7 +67,7 @@ pub struct EmulatorArgs {
     /// Do not log refused requests and registrations on stderr.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Print one JSON object (connectionString, idScope, caFile, listen, serviceHost) on stdout.
+    /// Print one JSON object (connectionString, idScope, caFile, listen, mqttListen, serviceHost) on stdout.
     #[arg(long)]
     pub json: bool,
     /// Print the environment block for the emulator using --data and --listen, then exit
@@ -89,7 +101,13 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
         let vars = envblock::vars(&ep, device.as_ref());
         return super::output::write_stdout(envblock::render(format, &ep, &vars).as_bytes());
     }
+    let mqtt_listen = match (args.no_mqtt, args.mqtt_listen) {
+        (true, _) => None,
+        (false, Some(m)) => Some(m),
+        (false, None) => Some(crate::emulator::default_mqtt_listen(&args.listen)),
+    };
     let opts = Options {
+        mqtt_listen,
         listen: args.listen,
         hostnames: args.hostnames,
         data: args.data,
@@ -122,12 +140,32 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
             println!("  service connection string: {}", s.connection_string);
             println!("  ID scope:                  {}", s.id_scope);
             println!("  device endpoint:           {}", s.device_endpoint);
-            println!("  CA file to trust:          {}", s.ca_file.display());
+            let ca = s.ca_file.display();
+            println!("  CA file to trust:          {ca}");
+            println!("    Node:   NODE_EXTRA_CA_CERTS={ca}  (the Node SDKs always use port 443)");
+            println!("    Python: REQUESTS_CA_BUNDLE={ca}  (accepts HostName=host:port)");
+            match s.mqtt_listen {
+                Some(m) => {
+                    println!("  MQTT (device SDKs):        mqtts://{m}");
+                    println!(
+                        "    provisioning host localhost, port {} (the SDKs dial 8883), ID scope {}, trust {ca}",
+                        m.port(),
+                        s.id_scope
+                    );
+                    println!(
+                        "    Python: ProvisioningDeviceClient.create_from_x509_certificate(provisioning_host=\"localhost\", …, server_verification_cert=open(\"{ca}\").read())"
+                    );
+                }
+                None => println!("  MQTT over TLS:             off (--no-mqtt)"),
+            }
+            println!(
+                "  MQTT over WebSockets:      wss://{}/$iothub/websocket (subprotocol mqtt; the SDKs dial 443)",
+                s.listen
+            );
             if let Ok(cs) = crate::dps::connection_string::ConnectionString::parse(&s.connection_string) {
                 let token = crate::emulator::status::token_for(&cs.key);
                 println!("  status page:               {}/?token={token}", s.device_endpoint);
             }
-            println!("  (the Node SDKs always dial port 443; Python accepts HostName=host:port)");
             println!("Environment for the SDK samples (also: pki emulator --print-env sh|powershell|dotenv):");
             let vars = envblock::vars(&ep, device.as_ref());
             print!("{}", envblock::render(envblock::Format::Sh, &ep, &vars));

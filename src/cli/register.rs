@@ -1,4 +1,4 @@
-//! `pki register`: the device side of DPS over HTTPS, like
+//! `pki register`: the device side of DPS over HTTPS or MQTT, like
 //! `az iot device registration create`. An X.509 device authenticates with
 //! its certificate chain in the TLS handshake (the registration ID defaults
 //! to the leaf's CN); a symmetric-key device with a SAS token signed with its
@@ -13,6 +13,7 @@ use super::args::{NetArgs, block_on, warn};
 use crate::cert;
 use crate::dps::client::{DeviceClient, Registration};
 use crate::dps::http::ClientIdentity;
+use crate::dps::mqtt::{Binding, MqttDevice};
 use crate::dps::vocab::RegistrationStatus;
 use crate::error::{Error, Result};
 use crate::regid::RegistrationId;
@@ -71,8 +72,25 @@ pub struct RegisterArgs {
     /// Print the whole registrationState as JSON.
     #[arg(long)]
     json: bool,
+    /// Device transport: https (port 443 unless --host names one), mqtt (MQTT
+    /// 3.1.1 over TLS, 8883) or mqtt-ws (MQTT over WebSockets, 443). The
+    /// default stays https, because --host's port is the HTTPS port in
+    /// existing scripts (the emulator's 8443); the MQTT SDKs' default is mqtt.
+    #[arg(long, value_enum, default_value_t = Transport::Https)]
+    transport: Transport,
     #[command(flatten)]
     net: NetArgs,
+}
+
+/// How `pki register` talks to DPS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// HTTPS (the REST device API).
+    Https,
+    /// MQTT 3.1.1 over TLS (port 8883 by default).
+    Mqtt,
+    /// MQTT over WebSockets at /$iothub/websocket (port 443 by default).
+    MqttWs,
 }
 
 pub fn run(a: RegisterArgs) -> Result<()> {
@@ -89,27 +107,81 @@ pub fn run(a: RegisterArgs) -> Result<()> {
                 .map_err(|e| Error::input(format!("--payload is not valid JSON: {e}")))
         })
         .transpose()?;
-    let (client, reg_id) = match (&a.cert, &a.key) {
-        (Some(cert), Some(key)) => x509_client(&a, cert, key)?,
-        _ => symmetric_client(&a)?,
+    let (credential, reg_id) = match (&a.cert, &a.key) {
+        (Some(cert), Some(key)) => x509_credential(&a, cert, key)?,
+        _ => symmetric_credential(&a)?,
     };
     let json = a.json;
-    let result = block_on(client.register(
-        &a.id_scope,
-        &reg_id,
-        payload.as_ref(),
-        Duration::from_secs(a.timeout),
-        &|s| {
-            if !json {
-                eprintln!("{reg_id}: {s}…");
+    let progress = |s: &str| {
+        if !json {
+            eprintln!("{reg_id}: {s}…");
+        }
+    };
+    let deadline = Duration::from_secs(a.timeout);
+    let result = match (a.transport, credential) {
+        (Transport::Https, Credential::X509 { chain, key_pkcs8 }) => {
+            // reqwest wants the key and the chain in one PEM buffer.
+            let mut pem = crate::keys::pem_lf("PRIVATE KEY", &key_pkcs8).into_bytes();
+            for der in &chain {
+                pem.extend_from_slice(crate::keys::pem_lf("CERTIFICATE", der).as_bytes());
             }
-        },
-    ))??;
+            let client = DeviceClient::new(&a.host, ClientIdentity { pem }, a.net.options())?;
+            block_on(client.register(&a.id_scope, &reg_id, payload.as_ref(), deadline, &progress))??
+        }
+        (Transport::Https, Credential::Symmetric { device_key }) => {
+            let client = DeviceClient::with_symmetric_key(&a.host, &device_key, a.net.options())?;
+            block_on(client.register(&a.id_scope, &reg_id, payload.as_ref(), deadline, &progress))??
+        }
+        (Transport::Mqtt | Transport::MqttWs, Credential::X509 { chain, key_pkcs8 }) => {
+            let binding = if a.transport == Transport::Mqtt {
+                Binding::Tls
+            } else {
+                Binding::WebSocket
+            };
+            let der_chain = chain
+                .into_iter()
+                .map(rustls::pki_types::CertificateDer::from)
+                .collect();
+            let der_key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_pkcs8.into());
+            let opts = a.net.options();
+            let device = MqttDevice::new(
+                &a.host,
+                binding,
+                opts.ca_file.as_deref(),
+                der_chain,
+                der_key,
+                opts.timeout,
+            )?;
+            block_on(device.register(
+                &a.id_scope,
+                reg_id.as_str(),
+                payload.as_ref(),
+                deadline,
+                &progress,
+            ))??
+        }
+        (Transport::Mqtt | Transport::MqttWs, Credential::Symmetric { .. }) => {
+            return Err(Error::input(
+                "pki register does not yet send symmetric keys over MQTT; use --transport https (the emulator accepts both)",
+            ));
+        }
+    };
     report(result, &reg_id, json)
 }
 
-/// The client of a symmetric-key device and its registration ID.
-fn symmetric_client(a: &RegisterArgs) -> Result<(DeviceClient, RegistrationId)> {
+/// What a device proves itself with.
+enum Credential {
+    /// The certificate chain (DER, leaf first) and the leaf's key (PKCS#8 DER).
+    X509 {
+        chain: Vec<Vec<u8>>,
+        key_pkcs8: Vec<u8>,
+    },
+    /// The device's symmetric key (base64).
+    Symmetric { device_key: String },
+}
+
+/// The credential of a symmetric-key device and its registration ID.
+fn symmetric_credential(a: &RegisterArgs) -> Result<(Credential, RegistrationId)> {
     let rid = a.registration_id.as_deref().ok_or_else(|| {
         Error::input("a symmetric-key device needs --registration-id (it has no certificate to take it from)")
     })?;
@@ -144,16 +216,15 @@ fn symmetric_client(a: &RegisterArgs) -> Result<(DeviceClient, RegistrationId)> 
             ));
         }
     };
-    let client = DeviceClient::with_symmetric_key(&a.host, &device_key, a.net.options())?;
-    Ok((client, reg_id))
+    Ok((Credential::Symmetric { device_key }, reg_id))
 }
 
-/// The client of an X.509 device (its chain in the TLS handshake) and its registration ID.
-fn x509_client(
+/// The credential of an X.509 device (its chain in the TLS handshake) and its registration ID.
+fn x509_credential(
     a: &RegisterArgs,
     cert_path: &std::path::Path,
     key_path: &std::path::Path,
-) -> Result<(DeviceClient, RegistrationId)> {
+) -> Result<(Credential, RegistrationId)> {
     let what = cert_path.display().to_string();
     let data = crate::fsio::read_input(cert_path)?;
     let chain = cert::read_bundle(&data, &what)?.certs;
@@ -205,13 +276,13 @@ fn x509_client(
             "{key_what} does not belong to the leaf certificate of {what}; pass the device's own key"
         )));
     }
-    // reqwest wants the key and the chain in one PEM buffer.
-    let mut pem = crate::keys::pem_lf("PRIVATE KEY", &crate::keys::pkcs8_der(&key)?).into_bytes();
-    for der in &chain {
-        pem.extend_from_slice(crate::keys::pem_lf("CERTIFICATE", der).as_bytes());
-    }
-    let client = DeviceClient::new(&a.host, ClientIdentity { pem }, a.net.options())?;
-    Ok((client, reg_id))
+    Ok((
+        Credential::X509 {
+            chain,
+            key_pkcs8: crate::keys::pkcs8_der(&key)?,
+        },
+        reg_id,
+    ))
 }
 
 /// Prints the outcome; anything but `assigned` is an error.

@@ -9,6 +9,7 @@ pub mod connection_string;
 pub mod enrollment;
 pub mod http;
 pub mod pop;
+pub mod mqtt;
 pub mod sas;
 pub mod upsert;
 pub mod vocab;

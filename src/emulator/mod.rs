@@ -1,6 +1,6 @@
 //! `pki emulator`: a local Azure IoT Hub Device Provisioning Service.
 //!
-//! One HTTPS listener serves the service API (enrollment groups, individual
+//! An HTTPS listener serves the service API (enrollment groups, individual
 //! enrollments, registration states), the device registration API and the
 //! ARM CA-certificate (proof-of-possession) calls, following
 //! `../shared/reference/dps-protocol.md`. The modules:
@@ -14,6 +14,9 @@
 //! - [`registration`]: the transport-free device registration core
 //!   (attestation, enrollment selection, allocation, reprovisioning, every
 //!   refusal), which [`device`] (HTTPS) adapts;
+//! - [`mqtt`], [`mqtt_session`]: the MQTT transport of the device API
+//!   (MQTT 3.1.1 over TLS on `--mqtt-listen`, and over WebSockets at
+//!   `/$iothub/websocket` on the HTTPS listener) over the same core;
 //! - [`attest`]: X.509 chain checks and DPS's enrollment selection rules;
 //! - [`certs`]: certificate fields (PEM, base64 DER, base64 PEM) and `info`;
 //! - [`store`]: the redb database (durable group commit, or in memory);
@@ -32,6 +35,8 @@ pub mod errors;
 pub mod http;
 pub mod listener;
 pub mod model;
+pub mod mqtt;
+pub mod mqtt_session;
 pub mod registration;
 pub mod router;
 pub mod service;
@@ -73,6 +78,8 @@ const MAX_OPERATIONS: usize = 200_000;
 pub struct Options {
     /// Address to listen on; port 0 picks a free port.
     pub listen: String,
+    /// Address of the MQTT listener (port 0 picks a free port); `None`: no MQTT.
+    pub mqtt_listen: Option<String>,
     /// Extra host names for the server certificate.
     pub hostnames: Vec<String>,
     /// Directory for the TLS material, the settings and the database.
@@ -112,6 +119,8 @@ pub struct Started {
     pub ca_file: PathBuf,
     /// The address actually bound.
     pub listen: SocketAddr,
+    /// The MQTT listener's address (`null` with `--no-mqtt`).
+    pub mqtt_listen: Option<SocketAddr>,
     /// `HostName` of the connection string (`localhost`, or `localhost:port`).
     pub service_host: String,
     /// Base URL of the device registration API.
@@ -123,6 +132,7 @@ pub struct Prepared {
     pub started: Started,
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    mqtt: Option<(tokio::net::TcpListener, Arc<rustls::ServerConfig>)>,
     state: Arc<State>,
     signals: Signals,
 }
@@ -192,7 +202,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         }
         settings.id_scope = s.clone();
     }
-    let tls = tls::server_config(&chain_pem, &key_pem)?;
+    let tls = tls::server_config(&chain_pem, &key_pem, &[b"http/1.1"])?;
     let store = if opts.in_memory {
         store::Store::in_memory()?
     } else {
@@ -204,17 +214,29 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
             opts.listen
         ))
     })?;
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
-            " (ports below 1024, such as 443 for the Node SDKs, need root or CAP_NET_BIND_SERVICE)"
-        } else {
-            ""
-        };
-        Error::failed(format!("cannot listen on {}: {e}{hint}", opts.listen))
-    })?;
+    let listener = bind(listen, "--listen").await?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::failed(format!("cannot read the bound address: {e}")))?;
+    let mqtt = match &opts.mqtt_listen {
+        None => None,
+        Some(m) => {
+            let a: SocketAddr = m.parse().map_err(|_| {
+                Error::input(format!(
+                    "--mqtt-listen `{m}` is not an address: give IP:PORT, e.g. 127.0.0.1:8883 (port 0 picks a free one)"
+                ))
+            })?;
+            let l = bind(a, "--mqtt-listen").await?;
+            Some((l, tls::server_config(&chain_pem, &key_pem, &[])?))
+        }
+    };
+    let mqtt_addr = match &mqtt {
+        Some((l, _)) => Some(
+            l.local_addr()
+                .map_err(|e| Error::failed(format!("cannot read the bound address: {e}")))?,
+        ),
+        None => None,
+    };
     if !addr.ip().is_loopback() {
         // The management (ARM) calls accept any bearer token: fine for a test
         // tool on loopback, not on a network others can reach.
@@ -236,6 +258,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         id_scope: settings.id_scope.clone(),
         ca_file,
         listen: addr,
+        mqtt_listen: mqtt_addr,
         device_endpoint: format!("https://{service_host}"),
         service_host,
     };
@@ -253,8 +276,35 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         started,
         listener,
         tls,
+        mqtt,
         state,
         signals: Signals::register()?,
+    })
+}
+
+/// The default MQTT address for `--listen`: 8883 on the same IP, or a free
+/// port when `--listen` asks for one (throwaway instances must not collide).
+pub fn default_mqtt_listen(listen: &str) -> String {
+    match listen.parse::<SocketAddr>() {
+        Ok(a) if a.port() == 0 => SocketAddr::new(a.ip(), 0).to_string(),
+        Ok(a) => SocketAddr::new(a.ip(), 8883).to_string(),
+        Err(_) => "127.0.0.1:8883".into(),
+    }
+}
+
+/// Binds a listener; `flag` names the option in the message.
+async fn bind(addr: SocketAddr, flag: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                " (ports below 1024, such as 443 for the Node SDKs, need root or CAP_NET_BIND_SERVICE)"
+            }
+            std::io::ErrorKind::AddrInUse if flag == "--mqtt-listen" => {
+                " (another emulator or MQTT broker? pass --mqtt-listen 127.0.0.1:0 or --no-mqtt)"
+            }
+            _ => "",
+        };
+        Error::failed(format!("cannot listen on {addr} ({flag}): {e}{hint}"))
     })
 }
 
@@ -371,47 +421,76 @@ pub async fn serve(prepared: Prepared) -> Result<()> {
     let Prepared {
         listener,
         tls,
+        mqtt,
         state,
         signals,
         ..
     } = prepared;
     let server = listener::Server::new(MAX_CONNECTIONS);
-    let https = server.listen(
+    let mut tasks = Vec::new();
+    if let Some((l, config)) = mqtt {
+        let state = state.clone();
+        tasks.push(server.listen(
+            l,
+            tokio_rustls::TlsAcceptor::from(config),
+            move |tls, peer, stop| mqtt::serve_tls(tls, peer, state.clone(), stop),
+        ));
+    }
+    tasks.push(server.listen(
         listener,
         tokio_rustls::TlsAcceptor::from(tls),
         move |tls, peer, stop| serve_https(tls, peer, state.clone(), stop),
-    );
+    ));
     signals.wait().await;
-    https.abort();
+    for t in tasks {
+        t.abort();
+    }
     server.shutdown(SHUTDOWN_GRACE).await;
     Ok(())
 }
 
-/// Serves HTTP/1.1 on one TLS connection.
+/// Serves HTTP/1.1 on one TLS connection, and MQTT over WebSockets on
+/// [`mqtt::WEBSOCKET_PATH`].
 async fn serve_https(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     peer: http::PeerChain,
     state: Arc<State>,
     mut stop: listener::Stop,
 ) {
-    let service = hyper::service::service_fn(move |req| {
+    // Each WebSocket session holds a sender; the connection's slot is
+    // released only when the last one is dropped.
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let ws_stop = stop.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let state = state.clone();
         let peer = peer.clone();
-        async move { Ok::<_, std::convert::Infallible>(router::handle(state, peer, req).await) }
+        let ws =
+            (req.uri().path() == mqtt::WEBSOCKET_PATH).then(|| (ws_stop.clone(), done_tx.clone()));
+        async move {
+            let resp = match ws {
+                Some((stop, done)) => mqtt::websocket(req, peer, state, stop, done).await,
+                None => router::handle(state, peer, req).await,
+            };
+            Ok::<_, std::convert::Infallible>(resp)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .keep_alive(true)
-        .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
-    tokio::pin!(conn);
+        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+        .with_upgrades();
+    let mut conn = Box::pin(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
         () = stop.stopped() => {
             conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            let _ = conn.as_mut().await;
         }
     }
+    // The service (and its sender) goes with the connection.
+    drop(conn);
+    let _ = done_rx.recv().await;
 }
 
 /// Ctrl-C and SIGTERM listeners, registered before the start-up line is

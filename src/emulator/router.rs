@@ -24,16 +24,7 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 /// connection while it is still sending.
 const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
 
-/// api-versions of the service and device APIs (contract §2.2).
-pub const API_VERSIONS: &[&str] = &[
-    "2018-09-01-preview",
-    "2018-11-01",
-    "2019-03-31",
-    "2021-06-01",
-    "2021-10-01",
-    "2021-11-01-preview",
-    "2025-07-01-preview",
-];
+pub use super::registration::API_VERSIONS;
 
 /// Answers one request. Never panics on client input: every failure is an [`DpsError`].
 pub async fn handle(

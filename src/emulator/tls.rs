@@ -1,4 +1,4 @@
-//! TLS for the emulator's one listener.
+//! TLS for the emulator's listeners (HTTPS and MQTT).
 //!
 //! Service clients and symmetric-key devices send no client certificate;
 //! X.509 devices do, and their chain may belong to a group created a second
@@ -118,12 +118,14 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// Builds the server configuration: TLS 1.2 and 1.3, HTTP/1.1, optional client certificates.
+/// Builds a server configuration: TLS 1.2 and 1.3, optional client
+/// certificates, and the given ALPN protocols (`http/1.1` for HTTPS, none
+/// for MQTT, whose SDKs send no ALPN).
 ///
 /// `chain_pem` is the server certificate followed by the emulator CA, so
 /// clients that trust only the CA can build the path. The same certificate is
 /// served with and without SNI (Node sends none for IP literals, §9).
-pub fn server_config(chain_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>> {
+pub fn server_config(chain_pem: &str, key_pem: &str, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>> {
     let provider = provider();
     let certs: Vec<CertificateDer<'static>> = pem::parse_many(chain_pem)
         .map_err(|e| Error::failed(format!("the emulator server certificate is not PEM: {e}")))?
@@ -144,6 +146,6 @@ pub fn server_config(chain_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
         .map_err(|e| Error::failed(format!("cannot use the emulator server certificate: {e}")))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

@@ -1,0 +1,410 @@
+//! The device registration over MQTT, for `pki register --transport mqtt|mqtt-ws`
+//! (contract §7.5): what the Python, C, C#, Java and Node MQTT device SDKs do.
+//!
+//! CONNECT with client id = registration ID and the DPS username, SUBSCRIBE
+//! `$dps/registrations/res/#`, PUBLISH the registration, then poll with
+//! `iotdps-get-operationstatus` until the operation ends. The device
+//! authenticates with its X.509 chain in the TLS handshake. Packets are
+//! encoded by `rumqttc::mqttbytes::v4`; WebSockets (`/$iothub/websocket`,
+//! subprotocol `mqtt`) by tokio-tungstenite. Replies and errors come back as
+//! [`Registration`] and the same [`HttpError`] texts as HTTPS, so the
+//! command's output does not depend on the transport.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, Publish, Subscribe};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use super::client::Registration;
+use super::vocab::RegistrationStatus;
+use super::http::{ErrorDetail, HttpError, USER_AGENT};
+use crate::error::{Error, Result};
+
+/// api-version in the username (what Python, Node and C# send).
+const API_VERSION: &str = "2019-03-31";
+/// Largest reply accepted.
+const MAX_PACKET: usize = 1 << 20;
+
+/// Which MQTT binding to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// MQTT 3.1.1 over TLS, port 8883 unless the host names one.
+    Tls,
+    /// MQTT over WebSockets at `/$iothub/websocket`, port 443 unless the host names one.
+    WebSocket,
+}
+
+/// An X.509 device that registers over MQTT.
+pub struct MqttDevice {
+    host: String,
+    port: u16,
+    binding: Binding,
+    config: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for MqttDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The TLS configuration holds the private key: never print it.
+        write!(
+            f,
+            "MqttDevice({}:{}, {:?})",
+            self.host, self.port, self.binding
+        )
+    }
+}
+
+enum Stream {
+    Tls(Box<TlsStream<TcpStream>>),
+    Ws(Box<WebSocketStream<TlsStream<TcpStream>>>),
+}
+
+impl MqttDevice {
+    /// `host` is `HOST` or `HOST:PORT`; `ca_file` adds trusted roots (the
+    /// emulator's CA) to the system's; `chain` is leaf first.
+    pub fn new(
+        host: &str,
+        binding: Binding,
+        ca_file: Option<&Path>,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        timeout: Duration,
+    ) -> Result<MqttDevice> {
+        super::http::install_crypto_provider();
+        let default_port = match binding {
+            Binding::Tls => 8883,
+            Binding::WebSocket => 443,
+        };
+        let (name, port) = match host.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
+                let port =
+                    p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+                        Error::input(format!("--host `{host}`: `{p}` is not a port"))
+                    })?;
+                (h.trim_matches(['[', ']']).to_string(), port)
+            }
+            _ => (host.to_string(), default_port),
+        };
+        if name.is_empty() || name.contains(['/', ' ']) {
+            return Err(Error::input(format!(
+                "--host `{host}` is not a host name (HOST or HOST:PORT)"
+            )));
+        }
+        let mut roots = Vec::new();
+        if let Some(path) = ca_file {
+            let data = crate::fsio::read_input(path)?;
+            for b in pem::parse_many(&data).unwrap_or_default() {
+                if b.tag() == "CERTIFICATE" {
+                    roots.push(CertificateDer::from(b.into_contents()));
+                }
+            }
+            if roots.is_empty() {
+                return Err(Error::input(format!(
+                    "{} holds no certificate (--ca-file wants the CA certificate in PEM)",
+                    path.display()
+                )));
+            }
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier =
+            rustls_platform_verifier::Verifier::new_with_extra_roots(roots, provider.clone())
+                .map_err(|e| Error::failed(format!("cannot load the trusted roots: {e}")))?;
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::failed(format!("cannot set TLS versions: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_auth_cert(chain, key)
+            .map_err(|_| {
+                Error::input("the device certificate chain or key cannot be used for TLS")
+            })?;
+        Ok(MqttDevice {
+            host: name,
+            port,
+            binding,
+            config: Arc::new(config),
+            timeout,
+        })
+    }
+
+    fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    async fn open(&self) -> Result<Stream> {
+        let unreachable = |reason: String| {
+            Error::from(HttpError::Unreachable {
+                host: self.addr(),
+                attempts: 1,
+                reason,
+            })
+        };
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(self.host.clone())
+            .map_err(|_| Error::input(format!("--host `{}` is not a host name", self.host)))?;
+        let tls = tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(
+                |e| match e.get_ref().and_then(|r| r.downcast_ref::<rustls::Error>()) {
+                    Some(rustls::Error::InvalidCertificate(c)) => {
+                        Error::from(HttpError::Untrusted {
+                            host: self.addr(),
+                            reason: format!("{c:?}"),
+                        })
+                    }
+                    _ => unreachable(format!("TLS handshake failed: {e}")),
+                },
+            )?;
+        match self.binding {
+            Binding::Tls => Ok(Stream::Tls(Box::new(tls))),
+            Binding::WebSocket => {
+                let mut req = format!("wss://{}/$iothub/websocket", self.addr())
+                    .into_client_request()
+                    .map_err(|e| Error::input(format!("--host: {e}")))?;
+                req.headers_mut()
+                    .insert("sec-websocket-protocol", "mqtt".parse().expect("static"));
+                let (ws, _) = tokio_tungstenite::client_async(req, tls)
+                    .await
+                    .map_err(|e| unreachable(format!("WebSocket upgrade failed: {e}")))?;
+                Ok(Stream::Ws(Box::new(ws)))
+            }
+        }
+    }
+
+    /// Registers and polls until the operation ends or `deadline` passes.
+    pub async fn register(
+        &self,
+        id_scope: &str,
+        registration_id: &str,
+        payload: Option<&Value>,
+        deadline: Duration,
+        progress: &dyn Fn(&str),
+    ) -> Result<Registration> {
+        let start = Instant::now();
+        let io = async {
+            let mut c = Session {
+                stream: self.open().await?,
+                buf: BytesMut::new(),
+                host: self.addr(),
+            };
+            c.run(
+                id_scope,
+                registration_id,
+                payload,
+                start,
+                deadline,
+                progress,
+            )
+            .await
+        };
+        tokio::time::timeout(deadline.max(self.timeout), io)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::from(HttpError::Timeout {
+                    host: self.addr(),
+                    secs: deadline.max(self.timeout).as_secs(),
+                    attempts: 1,
+                }))
+            })
+    }
+}
+
+struct Session {
+    stream: Stream,
+    buf: BytesMut,
+    host: String,
+}
+
+impl Session {
+    fn broken(&self, why: impl std::fmt::Display) -> Error {
+        Error::from(HttpError::Other {
+            host: self.host.clone(),
+            reason: format!("MQTT: {why}"),
+        })
+    }
+
+    async fn send(&mut self, p: Packet) -> Result<()> {
+        let mut b = BytesMut::new();
+        p.write(&mut b, MAX_PACKET)
+            .map_err(|e| self.broken(e.to_string()))?;
+        let ok = match &mut self.stream {
+            Stream::Tls(s) => s.write_all(&b).await.is_ok() && s.flush().await.is_ok(),
+            Stream::Ws(ws) => ws.send(Message::Binary(b.freeze())).await.is_ok(),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(self.broken("the connection closed while sending"))
+        }
+    }
+
+    async fn next(&mut self) -> Result<Packet> {
+        loop {
+            match Packet::read(&mut self.buf, MAX_PACKET) {
+                Ok(p) => return Ok(p),
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(e) => return Err(self.broken(format!("malformed packet: {e}"))),
+            }
+            let data: Option<Bytes> = match &mut self.stream {
+                Stream::Tls(s) => {
+                    let mut tmp = [0u8; 8192];
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => None,
+                        Ok(n) => Some(Bytes::copy_from_slice(&tmp[..n])),
+                    }
+                }
+                Stream::Ws(ws) => loop {
+                    match ws.next().await {
+                        Some(Ok(Message::Binary(b))) => break Some(b),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                        _ => break None,
+                    }
+                },
+            };
+            match data {
+                Some(d) => self.buf.extend_from_slice(&d),
+                None => return Err(self.broken("the service closed the connection")),
+            }
+        }
+    }
+
+    /// PUBLISH at QoS 1 and return (status, retry-after, body) of the reply.
+    async fn request(
+        &mut self,
+        topic: String,
+        body: Vec<u8>,
+        pkid: u16,
+    ) -> Result<(u16, Option<u64>, String)> {
+        let mut p = Publish::new(topic, QoS::AtLeastOnce, body);
+        p.pkid = pkid;
+        self.send(Packet::Publish(p)).await?;
+        let rid = format!("$rid={pkid}");
+        loop {
+            match self.next().await? {
+                Packet::Publish(r) if r.topic.starts_with("$dps/registrations/res/") => {
+                    let rest = &r.topic["$dps/registrations/res/".len()..];
+                    let (status, query) = rest.split_once("/?").unwrap_or((rest, ""));
+                    if !query.split('&').any(|kv| kv == rid) {
+                        continue;
+                    }
+                    let status = status
+                        .parse()
+                        .map_err(|_| self.broken(format!("reply topic `{}`", r.topic)))?;
+                    let retry = query
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix("retry-after="))
+                        .and_then(|v| v.parse().ok());
+                    return Ok((
+                        status,
+                        retry,
+                        String::from_utf8_lossy(&r.payload).into_owned(),
+                    ));
+                }
+                // PUBACK, and anything else the service sends meanwhile.
+                _ => {}
+            }
+        }
+    }
+
+    async fn run(
+        &mut self,
+        id_scope: &str,
+        reg: &str,
+        payload: Option<&Value>,
+        start: Instant,
+        deadline: Duration,
+        progress: &dyn Fn(&str),
+    ) -> Result<Registration> {
+        let ua: String =
+            percent_encoding::utf8_percent_encode(USER_AGENT, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let mut c = Connect::new(reg);
+        c.keep_alive = 60;
+        c.set_login(
+            format!("{id_scope}/registrations/{reg}/api-version={API_VERSION}&ClientVersion={ua}"),
+            "",
+        );
+        self.send(Packet::Connect(c)).await?;
+        match self.next().await? {
+            Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => {}
+            Packet::ConnAck(a) => {
+                return Err(Error::Service(format!(
+                    "DPS refused the MQTT connection ({:?}); check --id-scope and that the registration ID is the certificate's CN",
+                    a.code
+                )));
+            }
+            other => return Err(self.broken(format!("expected CONNACK, got {other:?}"))),
+        }
+        self.send(Packet::Subscribe(Subscribe::new(
+            "$dps/registrations/res/#",
+            QoS::AtLeastOnce,
+        )))
+        .await?;
+        let mut body = serde_json::json!({ "registrationId": reg });
+        if let Some(p) = payload {
+            body["payload"] = p.clone();
+        }
+        let mut pkid = 1u16;
+        let mut reply = self
+            .request(
+                "$dps/registrations/PUT/iotdps-register/?$rid=1".into(),
+                body.to_string().into_bytes(),
+                pkid,
+            )
+            .await?;
+        loop {
+            let (status, retry, text) = reply;
+            if status >= 300 {
+                return Err(Error::from(HttpError::Status {
+                    service: "DPS",
+                    status: reqwest::StatusCode::from_u16(status)
+                        .unwrap_or(reqwest::StatusCode::BAD_GATEWAY),
+                    detail: ErrorDetail::parse(&text),
+                    hint: (status == 401).then(|| "DPS did not accept the device certificate: check that the chain reaches a verified CA of an enrollment group, that the leaf's CN is the registration ID, and that --key belongs to the leaf".to_string()),
+                    body: text,
+                }));
+            }
+            let v: Value =
+                serde_json::from_str(&text).map_err(|_| self.broken("the reply is not JSON"))?;
+            let st = RegistrationStatus::parse(v.get("status").and_then(Value::as_str).unwrap_or(""));
+            if st.is_final() {
+                let _ = self.send(Packet::Disconnect).await;
+                return Ok(Registration { status: st, body: v });
+            }
+            progress(if st.as_str().is_empty() { "waiting" } else { st.as_str() });
+            let wait = Duration::from_secs(retry.unwrap_or(2));
+            if start.elapsed() + wait > deadline {
+                return Err(Error::Service(format!(
+                    "DPS was still `{st}` after {} s; try again later or raise --timeout",
+                    deadline.as_secs()
+                )));
+            }
+            tokio::time::sleep(wait).await;
+            let op = v.get("operationId").and_then(Value::as_str).unwrap_or("");
+            pkid = pkid.wrapping_add(1).max(1);
+            reply = self
+                .request(
+                    format!("$dps/registrations/GET/iotdps-get-operationstatus/?$rid={pkid}&operationId={op}"),
+                    b" ".to_vec(),
+                    pkid,
+                )
+                .await?;
+        }
+    }
+}
