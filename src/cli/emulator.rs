@@ -54,7 +54,7 @@ pub struct EmulatorArgs {
     /// Do not log refused requests and registrations on stderr.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Print one JSON object (connectionString, idScope, caFile, listen, serviceHost) on stdout.
+    /// Print one JSON object (connectionString, idScope, caFile, trustStore, trustStorePassword, listen, serviceHost) on stdout.
     #[arg(long)]
     pub json: bool,
 }
@@ -91,6 +91,8 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
             println!("  CA file to trust:          {ca}");
             println!("    Node:   NODE_EXTRA_CA_CERTS={ca}  (the Node SDKs always use port 443)");
             println!("    Python: REQUESTS_CA_BUNDLE={ca}  (accepts HostName=host:port)");
+            let java = crate::emulator::truststore::java_options(&s.trust_store);
+            println!("    Java:   java {java}  (the Java SDKs always use port 443)");
             println!(
                 "  storage: {}",
                 if opts.in_memory {

@@ -27,6 +27,7 @@ pub mod router;
 pub mod service;
 pub mod store;
 pub mod tls;
+pub mod truststore;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -103,6 +104,9 @@ pub struct Started {
     pub id_scope: String,
     /// The PEM file clients must trust.
     pub ca_file: PathBuf,
+    /// The same CA as a Java trust store (PKCS#12, password [`truststore::PASSWORD`]).
+    pub trust_store: PathBuf,
+    pub trust_store_password: &'static str,
     /// The address actually bound.
     pub listen: SocketAddr,
     /// `HostName` of the connection string (`localhost`, or `localhost:port`).
@@ -184,6 +188,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         settings.id_scope = s.clone();
     }
     let tls = tls::server_config(&chain_pem, &key_pem)?;
+    let trust_store = truststore::write(&opts.data)?;
     let store = if opts.in_memory {
         store::Store::in_memory()?
     } else {
@@ -226,6 +231,8 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         ),
         id_scope: settings.id_scope.clone(),
         ca_file,
+        trust_store,
+        trust_store_password: truststore::PASSWORD,
         listen: addr,
         device_endpoint: format!("https://{service_host}"),
         service_host,
