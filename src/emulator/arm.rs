@@ -18,9 +18,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::State;
 use super::certs::{cert_info, decode_certificate, sha256, to_pem};
-use super::errors::{ApiError, ApiResult};
+use super::errors::{DpsError, DpsResult};
+use super::http::{Req, etag_matches, json_response, no_content};
 use super::model::{StoredCaCert, hex_lower, hex_upper, new_etag, random_bytes};
-use super::router::{Req, etag_matches, json_response, no_content};
 use super::store::{CA_BY_THUMB, CA_CERTS, SEP, StoreResult, get_json, store_error, to_json};
 
 /// ARM api-versions of `Microsoft.Devices/provisioningServices` (§10).
@@ -39,7 +39,7 @@ pub const API_VERSIONS: &[&str] = &[
 ];
 
 /// Routes an ARM request.
-pub async fn dispatch(state: &State, req: &Req) -> ApiResult<Response<Body>> {
+pub async fn dispatch(state: &State, req: &Req) -> DpsResult<Response<Body>> {
     authorize(state, req)?;
     let s: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let shape_ok = s.len() >= 9
@@ -49,7 +49,7 @@ pub async fn dispatch(state: &State, req: &Req) -> ApiResult<Response<Body>> {
         && s[6].eq_ignore_ascii_case("provisioningServices")
         && s[8].eq_ignore_ascii_case("certificates");
     if !shape_ok {
-        return Err(ApiError::not_found(
+        return Err(DpsError::not_found(
             404_000,
             "the emulator's management API only has …/providers/Microsoft.Devices/provisioningServices/{name}/certificates[/{certificate}]",
         ));
@@ -68,7 +68,7 @@ pub async fn dispatch(state: &State, req: &Req) -> ApiResult<Response<Body>> {
         (&Method::POST, [name, action]) if action.eq_ignore_ascii_case("verify") => {
             verify(state, req, &base, name).await
         }
-        _ => Err(ApiError::not_found(
+        _ => Err(DpsError::not_found(
             404_000,
             format!(
                 "no such certificate operation: {} {}",
@@ -79,7 +79,7 @@ pub async fn dispatch(state: &State, req: &Req) -> ApiResult<Response<Body>> {
     }
 }
 
-fn authorize(state: &State, req: &Req) -> ApiResult<()> {
+fn authorize(state: &State, req: &Req) -> DpsResult<()> {
     match req.header("authorization") {
         Some(h)
             if h.len() > 7
@@ -89,15 +89,15 @@ fn authorize(state: &State, req: &Req) -> ApiResult<()> {
             Ok(())
         }
         Some(h) if h.starts_with("SharedAccessSignature") => {
-            super::attest::authorize_service(state, req)
+            super::service::authorize_service(state, req)
         }
-        _ => Err(ApiError::unauthorized(
+        _ => Err(DpsError::unauthorized(
             "the management API needs `Authorization: Bearer <token>` (any token: the emulator does not check Azure AD) or the service SAS token",
         )),
     }
 }
 
-fn check_name(name: &str) -> ApiResult<String> {
+fn check_name(name: &str) -> DpsResult<String> {
     let ok = !name.is_empty()
         && name.len() <= 256
         && name
@@ -106,7 +106,7 @@ fn check_name(name: &str) -> ApiResult<String> {
     if ok {
         Ok(name.to_ascii_lowercase())
     } else {
-        Err(ApiError::bad_request(format!(
+        Err(DpsError::bad_request(format!(
             "certificate name `{name}` is invalid: use letters, digits, `-`, `.` and `_`"
         )))
     }
@@ -148,14 +148,14 @@ fn describe(base: &str, c: &StoredCaCert) -> Value {
     })
 }
 
-fn not_found(name: &str) -> ApiError {
-    ApiError::not_found(
+fn not_found(name: &str) -> DpsError {
+    DpsError::not_found(
         404_000,
         format!("certificate `{name}` is not in the certificate store"),
     )
 }
 
-fn list(state: &State, base: &str) -> ApiResult<Response<Body>> {
+fn list(state: &State, base: &str) -> DpsResult<Response<Body>> {
     let r = state.store.read()?;
     let t = r.open_table(CA_CERTS).map_err(store_error)?;
     let mut value = Vec::new();
@@ -168,7 +168,7 @@ fn list(state: &State, base: &str) -> ApiResult<Response<Body>> {
     Ok(json_response(StatusCode::OK, &json!({ "value": value })))
 }
 
-fn get(state: &State, base: &str, name: &str) -> ApiResult<Response<Body>> {
+fn get(state: &State, base: &str, name: &str) -> DpsResult<Response<Body>> {
     let key = check_name(name)?;
     let r = state.store.read()?;
     let t = r.open_table(CA_CERTS).map_err(store_error)?;
@@ -203,30 +203,30 @@ fn index_keys(der: &[u8], key: &str) -> Vec<String> {
     keys
 }
 
-async fn upload(state: &State, req: &Req, base: &str, name: &str) -> ApiResult<Response<Body>> {
+async fn upload(state: &State, req: &Req, base: &str, name: &str) -> DpsResult<Response<Body>> {
     let key = check_name(name)?;
     let body: UploadBody =
         req.json("certificate description ({\"properties\":{\"certificate\":\"…\"}})")?;
     let der = decode_certificate(&body.properties.certificate, "properties")
-        .map_err(|e| ApiError::bad_request(e.0))?;
-    let info = cert_info(&der).map_err(|e| ApiError::bad_request(e.0))?;
+        .map_err(|e| DpsError::bad_request(e.0))?;
+    let info = cert_info(&der).map_err(|e| DpsError::bad_request(e.0))?;
     let is_verified = body.properties.is_verified.unwrap_or(false);
     let if_match = req.if_match().map(str::to_string);
     let name = name.to_string();
     let saved = state
         .store
-        .write(move |txn| -> StoreResult<ApiResult<StoredCaCert>> {
+        .write(move |txn| -> StoreResult<DpsResult<StoredCaCert>> {
             let mut t = txn.open_table(CA_CERTS)?;
             let old: Option<StoredCaCert> = get_json(&t, &key)?;
             match (&old, &if_match) {
                 (Some(_), None) => {
-                    return Ok(Err(ApiError::conflict(
+                    return Ok(Err(DpsError::conflict(
                         409_000,
                         format!("certificate `{name}` already exists; send If-Match with its etag to replace it"),
                     )));
                 }
                 (Some(o), Some(m)) if !etag_matches(m, &o.etag) => {
-                    return Ok(Err(ApiError::precondition(format!(
+                    return Ok(Err(DpsError::precondition(format!(
                         "If-Match does not match the current etag of certificate `{name}`"
                     ))));
                 }
@@ -261,9 +261,9 @@ async fn upload(state: &State, req: &Req, base: &str, name: &str) -> ApiResult<R
     Ok(json_response(StatusCode::OK, &describe(base, &saved)))
 }
 
-fn require_if_match<'a>(req: &'a Req, step: &str) -> ApiResult<&'a str> {
+fn require_if_match<'a>(req: &'a Req, step: &str) -> DpsResult<&'a str> {
     req.if_match().ok_or_else(|| {
-        ApiError::bad_request(format!(
+        DpsError::bad_request(format!(
             "{step} needs If-Match with the certificate's current etag (GET it, or use the etag of the previous step)"
         ))
     })
@@ -274,19 +274,19 @@ async fn generate_code(
     req: &Req,
     base: &str,
     name: &str,
-) -> ApiResult<Response<Body>> {
+) -> DpsResult<Response<Body>> {
     let key = check_name(name)?;
     let if_match = require_if_match(req, "generateVerificationCode")?.to_string();
     let name = name.to_string();
     let saved = state
         .store
-        .write(move |txn| -> StoreResult<ApiResult<StoredCaCert>> {
+        .write(move |txn| -> StoreResult<DpsResult<StoredCaCert>> {
             let mut t = txn.open_table(CA_CERTS)?;
             let Some(mut c): Option<StoredCaCert> = get_json(&t, &key)? else {
                 return Ok(Err(not_found(&name)));
             };
             if !etag_matches(&if_match, &c.etag) {
-                return Ok(Err(ApiError::precondition(format!(
+                return Ok(Err(DpsError::precondition(format!(
                     "If-Match does not match the current etag of certificate `{name}` (each step returns a new etag)"
                 ))));
             }
@@ -305,22 +305,22 @@ struct VerifyBody {
     certificate: String,
 }
 
-async fn verify(state: &State, req: &Req, base: &str, name: &str) -> ApiResult<Response<Body>> {
+async fn verify(state: &State, req: &Req, base: &str, name: &str) -> DpsResult<Response<Body>> {
     let key = check_name(name)?;
     let if_match = require_if_match(req, "verify")?.to_string();
     let body: VerifyBody = req.json("verification request ({\"certificate\":\"…\"})")?;
     let der = decode_certificate(&body.certificate, "the verification")
-        .map_err(|e| ApiError::bad_request(e.0))?;
+        .map_err(|e| DpsError::bad_request(e.0))?;
     let name = name.to_string();
     let saved = state
         .store
-        .write(move |txn| -> StoreResult<ApiResult<StoredCaCert>> {
+        .write(move |txn| -> StoreResult<DpsResult<StoredCaCert>> {
             let mut t = txn.open_table(CA_CERTS)?;
             let Some(mut c): Option<StoredCaCert> = get_json(&t, &key)? else {
                 return Ok(Err(not_found(&name)));
             };
             if !etag_matches(&if_match, &c.etag) {
-                return Ok(Err(ApiError::precondition(format!(
+                return Ok(Err(DpsError::precondition(format!(
                     "If-Match does not match the current etag of certificate `{name}`: use the etag that generateVerificationCode returned"
                 ))));
             }
@@ -339,29 +339,29 @@ async fn verify(state: &State, req: &Req, base: &str, name: &str) -> ApiResult<R
 }
 
 /// The verification certificate must have CN = the code and be signed by the CA's key.
-fn check_proof(c: &StoredCaCert, der: &[u8]) -> ApiResult<()> {
+fn check_proof(c: &StoredCaCert, der: &[u8]) -> DpsResult<()> {
     let code = c.verification_code.as_deref().ok_or_else(|| {
-        ApiError::bad_request(format!(
+        DpsError::bad_request(format!(
             "certificate `{}` has no verification code: call generateVerificationCode first",
             c.name
         ))
     })?;
     let (_, proof) = X509Certificate::from_der(der).map_err(|e| {
-        ApiError::bad_request(format!("the verification certificate is not X.509: {e}"))
+        DpsError::bad_request(format!("the verification certificate is not X.509: {e}"))
     })?;
     let cn = crate::issue::common_name_of(&proof).unwrap_or_default();
     if !cn.eq_ignore_ascii_case(code) {
-        return Err(ApiError::bad_request(format!(
+        return Err(DpsError::bad_request(format!(
             "Proof-of-possession failed: the verification certificate's CN is `{cn}`, but the verification code is `{code}`"
         )));
     }
     let ca_der = pem::parse(&c.certificate)
         .map(|p| p.into_contents())
-        .map_err(|e| ApiError::internal(format!("stored CA certificate is damaged: {e}")))?;
+        .map_err(|e| DpsError::internal(format!("stored CA certificate is damaged: {e}")))?;
     let (_, ca) = X509Certificate::from_der(&ca_der)
-        .map_err(|e| ApiError::internal(format!("stored CA certificate is damaged: {e}")))?;
+        .map_err(|e| DpsError::internal(format!("stored CA certificate is damaged: {e}")))?;
     if proof.verify_signature(Some(ca.public_key())).is_err() {
-        return Err(ApiError::bad_request(format!(
+        return Err(DpsError::bad_request(format!(
             "Proof-of-possession failed: the verification certificate (issuer `{}`) is not signed by the private key of `{}` ({}); sign it with that CA's key",
             super::certs::dn_string(proof.issuer()),
             c.name,
@@ -369,26 +369,26 @@ fn check_proof(c: &StoredCaCert, der: &[u8]) -> ApiResult<()> {
         )));
     }
     if !proof.validity().is_valid() {
-        return Err(ApiError::bad_request(
+        return Err(DpsError::bad_request(
             "the verification certificate is expired or not yet valid",
         ));
     }
     Ok(())
 }
 
-async fn delete(state: &State, req: &Req, name: &str) -> ApiResult<Response<Body>> {
+async fn delete(state: &State, req: &Req, name: &str) -> DpsResult<Response<Body>> {
     let key = check_name(name)?;
     let if_match = require_if_match(req, "delete")?.to_string();
     let name = name.to_string();
     state
         .store
-        .write(move |txn| -> StoreResult<ApiResult<()>> {
+        .write(move |txn| -> StoreResult<DpsResult<()>> {
             let mut t = txn.open_table(CA_CERTS)?;
             let Some(c): Option<StoredCaCert> = get_json(&t, &key)? else {
                 return Ok(Err(not_found(&name)));
             };
             if !etag_matches(&if_match, &c.etag) {
-                return Ok(Err(ApiError::precondition(format!(
+                return Ok(Err(DpsError::precondition(format!(
                     "If-Match does not match the current etag of certificate `{name}`"
                 ))));
             }

@@ -9,21 +9,21 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::ReadTransaction;
+use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::time::ASN1Time;
 
+use super::State;
 use super::certs::{dn_string, info_of, sha256};
-use super::errors::{ApiError, ApiResult};
+use super::errors::{DpsError, DpsResult};
 use super::model::{
-    Attestation, EnrollmentCommon, EnrollmentGroup, IndividualEnrollment, RegistrationSource,
-    StoredCaCert, hex_lower, hex_upper,
+    Attestation, AttestationKind, EnrollmentCommon, EnrollmentGroup, IndividualEnrollment,
+    RegistrationSource, StoredCaCert, hex_lower, hex_upper,
 };
-use super::router::Req;
 use super::store::{
     CA_BY_THUMB, CA_CERTS, ENROLLMENTS, GROUPS, SEP, SIGNERS, SYMKEY_GROUPS, get_json,
     index_suffixes, store_error,
 };
-use super::{POLICY, State};
 use crate::dps::sas::{SasError, Token};
 
 /// Most candidates read from one index prefix (ids sharing one certificate).
@@ -35,53 +35,6 @@ pub fn now_unix() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Checks the service API's `Authorization` (SAS of `provisioningserviceowner`).
-pub fn authorize_service(state: &State, req: &Req) -> ApiResult<()> {
-    let result = crate::dps::sas::verify_service(
-        req.header("authorization"),
-        POLICY,
-        &[state.sas_key.as_str()],
-        req.host(),
-        now_unix(),
-    );
-    let e = match result {
-        Ok(_) => return Ok(()),
-        Err(e) => e,
-    };
-    // `WrongResource` comes only after the signature verified. Clients may
-    // sign `host:port` and send a Host header without the port (or the
-    // other way round, behind a port rewrite, §9): compare host names alone.
-    if let SasError::WrongResource(_) = e
-        && let Some(Ok(token)) = req.header("authorization").map(Token::parse)
-        && bare_host(&token.resource()).eq_ignore_ascii_case(bare_host(req.host()))
-    {
-        return Ok(());
-    }
-    let hint = match e {
-        SasError::Missing | SasError::NotSas => {
-            "; send `Authorization: SharedAccessSignature sr=…&sig=…&se=…&skn=provisioningserviceowner` made from the emulator's connection string"
-        }
-        SasError::BadSignature => {
-            "; sign with the SharedAccessKey of the emulator's connection string"
-        }
-        _ => "",
-    };
-    Err(ApiError::unauthorized(format!("{e}{hint}")))
-}
-
-/// A host without its port (`localhost:8443` → `localhost`, `[::1]:443` → `[::1]`).
-fn bare_host(h: &str) -> &str {
-    match h.rsplit_once(':') {
-        Some((host, port))
-            if port.chars().all(|c| c.is_ascii_digit())
-                && (!host.contains(':') || host.ends_with(']')) =>
-        {
-            host
-        }
-        _ => h,
-    }
 }
 
 /// The enrollment a device matched.
@@ -134,35 +87,44 @@ pub enum Credential {
 
 impl Credential {
     /// Whether a later request (a status poll) carries the same credential.
-    pub fn check(&self, req: &Req) -> ApiResult<()> {
+    pub fn check(&self, presented: &Presented<'_>) -> DpsResult<()> {
         match self {
             Credential::X509 { leaf_sha256 } => {
-                let same = req
-                    .peer
-                    .0
+                let same = presented
+                    .chain
                     .first()
                     .is_some_and(|leaf| sha256(leaf) == *leaf_sha256);
                 if same {
                     Ok(())
                 } else {
-                    Err(ApiError::unauthorized(
+                    Err(DpsError::unauthorized(
                         "this operation belongs to another device: present the same client certificate that registered",
                     ))
                 }
             }
             Credential::Sas { keys } => {
-                let header = req.header("authorization").ok_or_else(|| {
-                    ApiError::unauthorized("the status poll has no Authorization header; send the same SAS token as the register call")
+                let header = presented.sas.ok_or_else(|| {
+                    DpsError::unauthorized("the status poll carries no SAS token (HTTP Authorization header, MQTT password); send the same SAS token as the register call")
                 })?;
                 let token =
-                    Token::parse(header).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+                    Token::parse(header).map_err(|e| DpsError::unauthorized(e.to_string()))?;
                 let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                 token
                     .verify(&keys, now_unix())
-                    .map_err(|e| ApiError::unauthorized(e.to_string()))
+                    .map_err(|e| DpsError::unauthorized(e.to_string()))
             }
         }
     }
+}
+
+/// The credentials a device presented, whatever the transport: a SAS token
+/// (HTTP `Authorization`, MQTT password) and the TLS client chain.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Presented<'a> {
+    /// `SharedAccessSignature sr=…&sig=…&se=…[&skn=…]`, if sent.
+    pub sas: Option<&'a str>,
+    /// The TLS client chain, leaf first; empty if none.
+    pub chain: &'a [CertificateDer<'static>],
 }
 
 /// A device that passed authentication.
@@ -175,8 +137,8 @@ pub struct Attested {
     pub credential: Credential,
 }
 
-fn unauthorized(m: impl Into<String>) -> ApiError {
-    ApiError::unauthorized(m)
+fn unauthorized(m: impl Into<String>) -> DpsError {
+    DpsError::unauthorized(m)
 }
 
 /// Label for certificate `i` of a presented chain, for messages.
@@ -189,7 +151,7 @@ fn label(i: usize, x: &X509Certificate<'_>) -> String {
     format!("certificate #{i} ({role}, {})", dn_string(x.subject()))
 }
 
-fn validity(what: &str, x: &X509Certificate<'_>, now: ASN1Time) -> ApiResult<()> {
+fn validity(what: &str, x: &X509Certificate<'_>, now: ASN1Time) -> DpsResult<()> {
     let v = x.validity();
     if now < v.not_before {
         return Err(unauthorized(format!(
@@ -214,7 +176,11 @@ struct Anchor {
 }
 
 /// X.509 attestation of `reg_id` with the presented `chain` (DER, leaf first), §8.
-pub fn attest_x509(state: &State, reg_id: &str, chain: &[Vec<u8>]) -> ApiResult<Attested> {
+pub fn attest_x509(
+    state: &State,
+    reg_id: &str,
+    chain: &[CertificateDer<'static>],
+) -> DpsResult<Attested> {
     let now = ASN1Time::now();
     let mut parsed = Vec::with_capacity(chain.len());
     for (i, der) in chain.iter().enumerate() {
@@ -276,7 +242,7 @@ pub fn attest_x509(state: &State, reg_id: &str, chain: &[Vec<u8>]) -> ApiResult<
     }
     let (group, position) = select_group(&rtxn, &parsed, chain, now)?;
     let group_cert_der = match position {
-        Position::Presented(i) => chain[i].clone(),
+        Position::Presented(i) => chain[i].to_vec(),
         Position::Issuer(ref der) => der.clone(),
     };
     if state.require_verified_ca {
@@ -310,18 +276,18 @@ enum Position {
 fn select_group(
     rtxn: &ReadTransaction,
     parsed: &[X509Certificate<'_>],
-    chain: &[Vec<u8>],
+    chain: &[CertificateDer<'static>],
     now: ASN1Time,
-) -> ApiResult<(EnrollmentGroup, Position)> {
+) -> DpsResult<(EnrollmentGroup, Position)> {
     let signers = rtxn.open_table(SIGNERS).map_err(store_error)?;
     let ca_index = rtxn.open_table(CA_BY_THUMB).map_err(store_error)?;
     let groups = rtxn.open_table(GROUPS).map_err(store_error)?;
-    let lookup = |prefix: String| -> ApiResult<Vec<String>> {
+    let lookup = |prefix: String| -> DpsResult<Vec<String>> {
         index_suffixes(&signers, &prefix, None, MAX_CANDIDATES)
             .map(|(v, _)| v)
             .map_err(store_error)
     };
-    let via_ca = |kind: char, hash: &str| -> ApiResult<Vec<String>> {
+    let via_ca = |kind: char, hash: &str| -> DpsResult<Vec<String>> {
         let names = index_suffixes(
             &ca_index,
             &format!("{kind}:{hash}{SEP}"),
@@ -336,7 +302,7 @@ fn select_group(
         }
         Ok(out)
     };
-    let load = |key: &str| -> ApiResult<Option<EnrollmentGroup>> {
+    let load = |key: &str| -> DpsResult<Option<EnrollmentGroup>> {
         get_json(&groups, key).map_err(store_error)
     };
     // Walk from the leaf's issuer upward; the first certificate any group uses wins (§8.3).
@@ -409,7 +375,7 @@ fn select_group(
 fn group_anchors(
     g: &EnrollmentGroup,
     ca_certs: &impl redb::ReadableTable<&'static str, &'static [u8]>,
-) -> ApiResult<Vec<Anchor>> {
+) -> DpsResult<Vec<Anchor>> {
     let name = format!(
         "enrollment group `{}`",
         g.enrollment_group_id.as_deref().unwrap_or("")
@@ -422,7 +388,7 @@ fn attestation_anchors(
     owner: &str,
     ca_certs: &impl redb::ReadableTable<&'static str, &'static [u8]>,
     client: bool,
-) -> ApiResult<Vec<Anchor>> {
+) -> DpsResult<Vec<Anchor>> {
     let mut out = Vec::new();
     let Some(x) = att.and_then(|a| a.x509.as_ref()) else {
         return Ok(out);
@@ -463,14 +429,15 @@ fn attest_individual_x509(
     rtxn: &ReadTransaction,
     e: IndividualEnrollment,
     parsed: &[X509Certificate<'_>],
-    chain: &[Vec<u8>],
+    chain: &[CertificateDer<'static>],
     leaf_sha: [u8; 32],
     now: ASN1Time,
-) -> ApiResult<Attested> {
+) -> DpsResult<Attested> {
     let id = e.registration_id.clone().unwrap_or_default();
     let att = e.attestation.as_ref();
-    let kind = att.and_then(|a| a.kind.as_deref()).unwrap_or("");
-    if !kind.eq_ignore_ascii_case("x509") {
+    let kind = att.and_then(|a| a.kind.as_ref());
+    if kind != Some(&AttestationKind::X509) {
+        let kind = kind.map(AttestationKind::as_str).unwrap_or("");
         return Err(unauthorized(format!(
             "individual enrollment `{id}` uses {kind} attestation, but the device authenticated with an X.509 certificate"
         )));
@@ -500,7 +467,7 @@ fn attest_individual_x509(
         let mut found = None;
         'outer: for (i, der) in chain.iter().enumerate().skip(1) {
             for a in &anchors {
-                if a.der == *der {
+                if a.der == der.as_ref() {
                     found = Some((i, a.der.clone()));
                     break 'outer;
                 }
@@ -545,12 +512,16 @@ fn attest_individual_x509(
 
 /// `--require-verified-ca`: some certificate of the chain (or the matched
 /// enrollment certificate) must be a verified CA in the certificate store.
-fn require_verified(rtxn: &ReadTransaction, chain: &[Vec<u8>], anchor: &[u8]) -> ApiResult<()> {
+fn require_verified(
+    rtxn: &ReadTransaction,
+    chain: &[CertificateDer<'static>],
+    anchor: &[u8],
+) -> DpsResult<()> {
     let index = rtxn.open_table(CA_BY_THUMB).map_err(store_error)?;
     let certs = rtxn.open_table(CA_CERTS).map_err(store_error)?;
     for der in chain
         .iter()
-        .map(Vec::as_slice)
+        .map(|d| d.as_ref())
         .chain(std::iter::once(anchor))
     {
         let thumb = hex_lower(&sha256(der));
@@ -576,7 +547,7 @@ pub fn attest_sas(
     id_scope: &str,
     reg_id: &str,
     header: &str,
-) -> ApiResult<Attested> {
+) -> DpsResult<Attested> {
     let token = Token::parse(header).map_err(|e| {
         unauthorized(format!(
             "{e}; a symmetric-key device sends `SharedAccessSignature sr={id_scope}/registrations/{reg_id}&sig=…&se=…&skn=registration`"
@@ -607,7 +578,7 @@ pub fn attest_sas(
         let sk = e
             .attestation
             .as_ref()
-            .filter(|a| a.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("symmetricKey")))
+            .filter(|a| a.kind == Some(AttestationKind::SymmetricKey))
             .and_then(|a| a.symmetric_key.clone())
             .ok_or_else(|| {
                 unauthorized(format!(

@@ -5,8 +5,15 @@
 //! ARM CA-certificate (proof-of-possession) calls, following
 //! `../shared/reference/dps-protocol.md`. The modules:
 //!
-//! - [`router`]: request parsing, api-version and body limits, dispatch;
-//! - [`service`], [`device`], [`arm`]: the three APIs;
+//! - [`listener`]: the TLS accept loop every listener shares (handshake
+//!   timeout, client-chain capture, one connection cap, graceful shutdown);
+//! - [`router`]: HTTP request parsing, api-version and body limits, dispatch;
+//! - [`http`]: the leaf request/response types handlers share (no circle);
+//! - [`service`], [`arm`]: the service and certificate-store APIs (the
+//!   service SAS check lives in `service`);
+//! - [`registration`]: the transport-free device registration core
+//!   (attestation, enrollment selection, allocation, reprovisioning, every
+//!   refusal), which [`device`] (HTTPS) adapts;
 //! - [`attest`]: X.509 chain checks and DPS's enrollment selection rules;
 //! - [`certs`]: certificate fields (PEM, base64 DER, base64 PEM) and `info`;
 //! - [`store`]: the redb database (durable group commit, or in memory);
@@ -22,7 +29,10 @@ pub mod attest;
 pub mod certs;
 pub mod device;
 pub mod errors;
+pub mod http;
+pub mod listener;
 pub mod model;
+pub mod registration;
 pub mod router;
 pub mod service;
 pub mod store;
@@ -32,7 +42,6 @@ pub mod truststore;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,9 +60,6 @@ pub const POLICY: &str = "provisioningserviceowner";
 pub const DEFAULT_HUB: &str = "emulated-hub.azure-devices.net";
 /// Validity of the emulator's TLS CA and server certificate.
 const TLS_DAYS: u32 = 3650;
-/// How long a TLS handshake may take before the connection is dropped
-/// (a truncated handshake must not hold a task forever).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open connections at most; further clients wait in the kernel's backlog,
 /// so stalled clients cannot exhaust file descriptors and wedge `accept`.
 const MAX_CONNECTIONS: usize = 4096;
@@ -138,13 +144,13 @@ pub struct State {
 /// Results of registrations, by operation id, for the status polls.
 #[derive(Default)]
 pub struct Operations {
-    map: HashMap<String, device::Operation>,
+    map: HashMap<String, registration::Operation>,
     order: VecDeque<String>,
 }
 
 impl Operations {
     /// Remembers an operation, forgetting the oldest beyond [`MAX_OPERATIONS`].
-    pub fn insert(&mut self, id: String, op: device::Operation) {
+    pub fn insert(&mut self, id: String, op: registration::Operation) {
         if self.order.len() >= MAX_OPERATIONS
             && let Some(old) = self.order.pop_front()
         {
@@ -155,7 +161,7 @@ impl Operations {
     }
 
     /// Looks an operation up.
-    pub fn get(&self, id: &str) -> Option<device::Operation> {
+    pub fn get(&self, id: &str) -> Option<registration::Operation> {
         self.map.get(id).cloned()
     }
 }
@@ -372,65 +378,25 @@ pub async fn serve(prepared: Prepared) -> Result<()> {
         signals,
         ..
     } = prepared;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let active = Arc::new(AtomicUsize::new(0));
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let shutdown = signals.wait();
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
-        let (tcp, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                // Out of file descriptors and the like: back off instead of spinning.
-                Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let state = state.clone();
-        let mut stop = stop_rx.clone();
-        let active = active.clone();
-        active.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
-            serve_connection(acceptor, tcp, state, &mut stop).await;
-            active.fetch_sub(1, Ordering::SeqCst);
-            drop(permit);
-        });
-    }
-    let _ = stop_tx.send(true);
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    while active.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let server = listener::Server::new(MAX_CONNECTIONS);
+    let https = server.listen(
+        listener,
+        tokio_rustls::TlsAcceptor::from(tls),
+        move |tls, peer, stop| serve_https(tls, peer, state.clone(), stop),
+    );
+    signals.wait().await;
+    https.abort();
+    server.shutdown(SHUTDOWN_GRACE).await;
     Ok(())
 }
 
-async fn serve_connection(
-    acceptor: tokio_rustls::TlsAcceptor,
-    tcp: tokio::net::TcpStream,
+/// Serves HTTP/1.1 on one TLS connection.
+async fn serve_https(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    peer: http::PeerChain,
     state: Arc<State>,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
+    mut stop: listener::Stop,
 ) {
-    // A failed or truncated handshake just drops the connection.
-    let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else {
-        return;
-    };
-    let chain: Vec<Vec<u8>> = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .map(|c| c.iter().map(|d| d.to_vec()).collect())
-        .unwrap_or_default();
-    let peer = router::PeerChain(Arc::new(chain));
     let service = hyper::service::service_fn(move |req| {
         let state = state.clone();
         let peer = peer.clone();
@@ -444,7 +410,7 @@ async fn serve_connection(
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
-        _ = stop.changed() => {
+        () = stop.stopped() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }

@@ -12,6 +12,10 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
+
+pub use crate::dps::vocab::{
+    AllocationPolicy, AttestationKind, ProvisioningStatus, RegistrationStatus,
+};
 use time::macros::format_description;
 
 /// `X509CertificateInfo`: what DPS computes from an uploaded certificate (§4.5).
@@ -103,7 +107,7 @@ pub struct SymmetricKey {
 #[serde(rename_all = "camelCase")]
 pub struct Attestation {
     #[serde(rename = "type", default)]
-    pub kind: Option<String>,
+    pub kind: Option<AttestationKind>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,7 +186,7 @@ pub struct EnrollmentCommon {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provisioning_status: Option<String>,
+    pub provisioning_status: Option<ProvisioningStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reprovision_policy: Option<ReprovisionPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -190,7 +194,7 @@ pub struct EnrollmentCommon {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_updated_date_time_utc: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allocation_policy: Option<String>,
+    pub allocation_policy: Option<AllocationPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iot_hubs: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,10 +204,7 @@ pub struct EnrollmentCommon {
 impl EnrollmentCommon {
     /// Whether devices may register (`provisioningStatus` is not `disabled`).
     pub fn enabled(&self) -> bool {
-        !self
-            .provisioning_status
-            .as_deref()
-            .is_some_and(|s| s.eq_ignore_ascii_case("disabled"))
+        self.provisioning_status != Some(ProvisioningStatus::Disabled)
     }
 }
 
@@ -268,7 +269,7 @@ pub struct RegistrationSource {
 }
 
 /// `DeviceRegistrationState` / `DeviceRegistrationResult` (§3.8, §7.3).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistrationState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -282,7 +283,7 @@ pub struct RegistrationState {
     pub assigned_hub: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
-    pub status: String,
+    pub status: RegistrationStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub substatus: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -298,6 +299,25 @@ pub struct RegistrationState {
 }
 
 impl RegistrationState {
+    /// A state with only the ID and status set.
+    pub fn new(registration_id: String, status: RegistrationStatus) -> Self {
+        RegistrationState {
+            x509: None,
+            symmetric_key: None,
+            registration_id,
+            created_date_time_utc: None,
+            assigned_hub: None,
+            device_id: None,
+            status,
+            substatus: None,
+            error_code: None,
+            error_message: None,
+            last_updated_date_time_utc: None,
+            etag: None,
+            payload: None,
+        }
+    }
+
     /// The enrollment group this registration came through, if any.
     pub fn group_id(&self) -> Option<&str> {
         self.x509

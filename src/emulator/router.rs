@@ -8,10 +8,11 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use axum::http::{Request, Response, header};
 use percent_encoding::percent_decode_str;
 
-use super::errors::{ApiError, ApiResult, JSON_CONTENT_TYPE};
+use super::errors::{DpsError, DpsResult};
+use super::http::{PeerChain, Req, error_response};
 use super::{State, arm, device, service};
 
 /// Largest request body accepted (a bulk request of 10 groups with two
@@ -34,73 +35,7 @@ pub const API_VERSIONS: &[&str] = &[
     "2025-07-01-preview",
 ];
 
-/// The certificate chain a TLS client presented (DER, leaf first); empty if none.
-#[derive(Clone, Debug, Default)]
-pub struct PeerChain(pub Arc<Vec<Vec<u8>>>);
-
-/// A parsed request, as handlers see it.
-pub struct Req {
-    pub method: Method,
-    /// Percent-decoded path segments.
-    pub segments: Vec<String>,
-    /// Query parameters, decoded.
-    pub query: Vec<(String, String)>,
-    pub headers: HeaderMap,
-    pub body: axum::body::Bytes,
-    pub peer: PeerChain,
-}
-
-impl Req {
-    /// A header as text, if present and valid.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// A query parameter (first occurrence).
-    pub fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The host the client addressed (Host header), default `localhost`.
-    pub fn host(&self) -> &str {
-        self.header("host").unwrap_or("localhost")
-    }
-
-    /// `If-Match`, if sent.
-    pub fn if_match(&self) -> Option<&str> {
-        self.header("if-match")
-    }
-
-    /// The body as JSON of type `T`; `what` names the expected type in messages.
-    pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> ApiResult<T> {
-        if self.body.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::bad_request(format!(
-                "the request body is empty; expected a JSON {what}"
-            )));
-        }
-        // serde's message quotes the offending value, which may be a key the
-        // client sent (`"symmetricKey": …`): report only where and what kind.
-        serde_json::from_slice(&self.body).map_err(|e| {
-            let kind = match e.classify() {
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                    "malformed JSON"
-                }
-                serde_json::error::Category::Data => "a field has the wrong type or value",
-                serde_json::error::Category::Io => "unreadable",
-            };
-            ApiError::bad_request(format!(
-                "the request body is not a valid {what}: {kind} at line {} column {}",
-                e.line(),
-                e.column()
-            ))
-        })
-    }
-}
-
-/// Answers one request. Never panics on client input: every failure is an [`ApiError`].
+/// Answers one request. Never panics on client input: every failure is an [`DpsError`].
 pub async fn handle(
     state: Arc<State>,
     peer: PeerChain,
@@ -116,7 +51,7 @@ pub async fn handle(
                 // Messages name the failed check and never contain keys or signatures.
                 super::log_line(&format!("{method} {path} -> {e}"));
             }
-            e.into_response()
+            error_response(&e)
         }
     }
 }
@@ -125,7 +60,7 @@ async fn parse_and_dispatch(
     state: Arc<State>,
     peer: PeerChain,
     req: Request<hyper::body::Incoming>,
-) -> ApiResult<Response<Body>> {
+) -> DpsResult<Response<Body>> {
     let (parts, body) = req.into_parts();
     if let Some(len) = parts
         .headers
@@ -135,14 +70,14 @@ async fn parse_and_dispatch(
         && len > DRAIN_LIMIT
     {
         // Far too big to be worth reading: answer now and let hyper close the connection.
-        return Err(ApiError::too_large(BODY_LIMIT));
+        return Err(DpsError::too_large(BODY_LIMIT));
     }
     let body = read_body(body).await?;
     let path = parts.uri.path();
     let mut segments = Vec::new();
     for raw in path.trim_matches('/').split('/').filter(|s| !s.is_empty()) {
         let s = percent_decode_str(raw).decode_utf8().map_err(|_| {
-            ApiError::bad_request("the request path is not valid UTF-8 after percent-decoding")
+            DpsError::bad_request("the request path is not valid UTF-8 after percent-decoding")
         })?;
         segments.push(s.into_owned());
     }
@@ -189,7 +124,7 @@ async fn parse_and_dispatch(
             check_api_version(&req, API_VERSIONS)?;
             device::dispatch(&state, &req).await
         }
-        _ => Err(ApiError::not_found(
+        _ => Err(DpsError::not_found(
             404_000,
             format!(
                 "no such endpoint: {} {path}; the service API is under /enrollmentGroups, /enrollments and /registrations, devices use /{{idScope}}/registrations/{{registrationId}}/register",
@@ -204,11 +139,11 @@ async fn parse_and_dispatch(
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Reads a request body within [`BODY_TIMEOUT`].
-async fn read_body(body: hyper::body::Incoming) -> ApiResult<axum::body::Bytes> {
+async fn read_body(body: hyper::body::Incoming) -> DpsResult<axum::body::Bytes> {
     tokio::time::timeout(BODY_TIMEOUT, read_body_unbounded(body))
         .await
         .unwrap_or_else(|_| {
-            Err(ApiError::timeout(format!(
+            Err(DpsError::timeout(format!(
                 "the request body did not arrive within {} s",
                 BODY_TIMEOUT.as_secs()
             )))
@@ -216,7 +151,7 @@ async fn read_body(body: hyper::body::Incoming) -> ApiResult<axum::body::Bytes> 
 }
 
 /// Reads a request body up to [`BODY_LIMIT`] (draining up to [`DRAIN_LIMIT`]).
-async fn read_body_unbounded(mut body: hyper::body::Incoming) -> ApiResult<axum::body::Bytes> {
+async fn read_body_unbounded(mut body: hyper::body::Incoming) -> DpsResult<axum::body::Bytes> {
     use hyper::body::Body as _;
     let mut buf = Vec::new();
     let mut total = 0usize;
@@ -225,7 +160,7 @@ async fn read_body_unbounded(mut body: hyper::body::Incoming) -> ApiResult<axum:
         match frame {
             None => break,
             Some(Err(e)) => {
-                return Err(ApiError::bad_request(format!(
+                return Err(DpsError::bad_request(format!(
                     "cannot read the request body: {e}"
                 )));
             }
@@ -242,66 +177,20 @@ async fn read_body_unbounded(mut body: hyper::body::Incoming) -> ApiResult<axum:
         }
     }
     if total > BODY_LIMIT {
-        return Err(ApiError::too_large(BODY_LIMIT));
+        return Err(DpsError::too_large(BODY_LIMIT));
     }
     Ok(buf.into())
 }
 
-fn check_api_version(req: &Req, accepted: &[&str]) -> ApiResult<()> {
+fn check_api_version(req: &Req, accepted: &[&str]) -> DpsResult<()> {
     match req.query("api-version") {
-        None => Err(ApiError::api_version(
+        None => Err(DpsError::api_version(
             "the api-version query parameter is missing (for example ?api-version=2021-10-01)",
         )),
         Some(v) if accepted.contains(&v) => Ok(()),
-        Some(v) => Err(ApiError::api_version(format!(
+        Some(v) => Err(DpsError::api_version(format!(
             "Unknown api version {v}; the emulator accepts {}",
             accepted.join(", ")
         ))),
-    }
-}
-
-/// A 200 (or other) reply with a JSON body and DPS's content type.
-pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(JSON_CONTENT_TYPE),
-    );
-    r
-}
-
-/// 204 with no body and no Content-Type (what DELETE answers, §2.4).
-pub fn no_content() -> Response<Body> {
-    let mut r = Response::new(Body::empty());
-    *r.status_mut() = StatusCode::NO_CONTENT;
-    r
-}
-
-/// Whether an `If-Match` value matches `etag`: verbatim, `*`, or with one
-/// layer of quotes (and `W/`) removed, since C# v1 wraps etags in quotes (§3.2).
-pub fn etag_matches(if_match: &str, etag: &str) -> bool {
-    let v = if_match.trim();
-    if v == "*" || v == etag {
-        return true;
-    }
-    let v = v.strip_prefix("W/").unwrap_or(v);
-    v.strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .is_some_and(|s| s == etag)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn if_match_forms() {
-        assert!(etag_matches("abc=", "abc="));
-        assert!(etag_matches("\"abc=\"", "abc="));
-        assert!(etag_matches("W/\"abc=\"", "abc="));
-        assert!(etag_matches("*", "abc="));
-        assert!(!etag_matches("abd=", "abc="));
     }
 }

@@ -16,19 +16,21 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::State;
+use super::attest::now_unix;
 use super::certs::{cert_info, decode_certificate, sha256, to_pem};
-use super::errors::{ApiError, ApiResult};
+use super::errors::{DpsError, DpsResult};
+use super::http::{Req, etag_matches, json_response, no_content};
 use super::model::{
-    Attestation, CertWithInfo, EnrollmentCommon, EnrollmentGroup, IndividualEnrollment,
-    RegistrationState, SymmetricKey, X509Certificates, hex_lower, new_etag, now_utc_string,
-    random_bytes,
+    AllocationPolicy, Attestation, AttestationKind, CertWithInfo, EnrollmentCommon,
+    EnrollmentGroup, IndividualEnrollment, ProvisioningStatus, RegistrationState, SymmetricKey,
+    X509Certificates, hex_lower, new_etag, now_utc_string, random_bytes,
 };
-use super::router::{Req, etag_matches, json_response, no_content};
 use super::store::{
     ENROLLMENTS, GROUPS, REG_BY_GROUP, REGISTRATIONS, SEP, SIGNERS, SYMKEY_GROUPS, StoreResult,
     get_json, index_suffixes, page_json, store_error, to_json,
 };
+use super::{POLICY, State};
+use crate::dps::sas::{SasError, Token};
 
 /// Default and largest query page (the real service returned 150 in one page; §3.5).
 const DEFAULT_PAGE: usize = 1000;
@@ -36,8 +38,8 @@ const DEFAULT_PAGE: usize = 1000;
 const MAX_BULK: usize = 10;
 
 /// Routes a service-API request.
-pub async fn dispatch(state: &State, req: &Req) -> ApiResult<Response<Body>> {
-    super::attest::authorize_service(state, req)?;
+pub async fn dispatch(state: &State, req: &Req) -> DpsResult<Response<Body>> {
+    authorize_service(state, req)?;
     let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let collection = seg[0].to_ascii_lowercase();
     let m = &req.method;
@@ -66,7 +68,7 @@ pub async fn dispatch(state: &State, req: &Req) -> ApiResult<Response<Body>> {
         ("registrations", [group, q]) if q.eq_ignore_ascii_case("query") && m == Method::POST => {
             registration_query(state, req, group)
         }
-        _ => Err(ApiError::not_found(
+        _ => Err(DpsError::not_found(
             404_000,
             format!(
                 "no such service endpoint: {} /{}",
@@ -74,6 +76,53 @@ pub async fn dispatch(state: &State, req: &Req) -> ApiResult<Response<Body>> {
                 seg.join("/")
             ),
         )),
+    }
+}
+
+/// Checks the service API's `Authorization` (SAS of `provisioningserviceowner`).
+pub fn authorize_service(state: &State, req: &Req) -> DpsResult<()> {
+    let result = crate::dps::sas::verify_service(
+        req.header("authorization"),
+        POLICY,
+        &[state.sas_key.as_str()],
+        req.host(),
+        now_unix(),
+    );
+    let e = match result {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    // `WrongResource` comes only after the signature verified. Clients may
+    // sign `host:port` and send a Host header without the port (or the
+    // other way round, behind a port rewrite, §9): compare host names alone.
+    if let SasError::WrongResource(_) = e
+        && let Some(Ok(token)) = req.header("authorization").map(Token::parse)
+        && bare_host(&token.resource()).eq_ignore_ascii_case(bare_host(req.host()))
+    {
+        return Ok(());
+    }
+    let hint = match e {
+        SasError::Missing | SasError::NotSas => {
+            "; send `Authorization: SharedAccessSignature sr=…&sig=…&se=…&skn=provisioningserviceowner` made from the emulator's connection string"
+        }
+        SasError::BadSignature => {
+            "; sign with the SharedAccessKey of the emulator's connection string"
+        }
+        _ => "",
+    };
+    Err(DpsError::unauthorized(format!("{e}{hint}")))
+}
+
+/// A host without its port (`localhost:8443` → `localhost`, `[::1]:443` → `[::1]`).
+fn bare_host(h: &str) -> &str {
+    match h.rsplit_once(':') {
+        Some((host, port))
+            if port.chars().all(|c| c.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']')) =>
+        {
+            host
+        }
+        _ => h,
     }
 }
 
@@ -163,7 +212,7 @@ impl Record for EnrollmentGroup {
             for k in signer_keys(key, n.attestation.as_ref()) {
                 signers.insert(k.as_str(), ())?;
             }
-            if is_kind(n.attestation.as_ref(), "symmetricKey") {
+            if is_kind(n.attestation.as_ref(), &AttestationKind::SymmetricKey) {
                 symkey.insert(key, ())?;
             }
         }
@@ -220,9 +269,8 @@ impl Record for IndividualEnrollment {
     }
 }
 
-fn is_kind(att: Option<&Attestation>, kind: &str) -> bool {
-    att.and_then(|a| a.kind.as_deref())
-        .is_some_and(|k| k.eq_ignore_ascii_case(kind))
+fn is_kind(att: Option<&Attestation>, kind: &AttestationKind) -> bool {
+    att.and_then(|a| a.kind.as_ref()) == Some(kind)
 }
 
 /// Index keys of a group: its signing certificates by thumbprint and by
@@ -256,13 +304,13 @@ pub fn signer_keys(group_key: &str, att: Option<&Attestation>) -> Vec<String> {
 }
 
 /// Checks an id against DPS's rules (§4.3); returns the lower-cased store key.
-pub fn check_id(id: &str, kind: &str) -> ApiResult<String> {
+pub fn check_id(id: &str, kind: &str) -> DpsResult<String> {
     crate::regid::check(id, crate::regid::MAX_ID, kind)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        .map_err(|e| DpsError::bad_request(e.to_string()))?;
     Ok(id.to_ascii_lowercase())
 }
 
-async fn record<R: Record>(state: &State, req: &Req, id: &str) -> ApiResult<Response<Body>> {
+async fn record<R: Record>(state: &State, req: &Req, id: &str) -> DpsResult<Response<Body>> {
     let key = check_id(id, &format!("{} ID", R::KIND))?;
     match req.method {
         Method::GET => {
@@ -286,7 +334,7 @@ async fn record<R: Record>(state: &State, req: &Req, id: &str) -> ApiResult<Resp
             delete_record::<R>(state, id, req.if_match().map(str::to_string)).await?;
             Ok(no_content())
         }
-        _ => Err(ApiError::method_not_allowed(format!(
+        _ => Err(DpsError::method_not_allowed(format!(
             "{} is not allowed on an {}; use GET, PUT or DELETE",
             req.method,
             R::KIND
@@ -294,7 +342,7 @@ async fn record<R: Record>(state: &State, req: &Req, id: &str) -> ApiResult<Resp
     }
 }
 
-fn attach_registration_state<R: Record>(state: &State, key: &str, out: &mut R) -> ApiResult<()> {
+fn attach_registration_state<R: Record>(state: &State, key: &str, out: &mut R) -> DpsResult<()> {
     // Only individual enrollments carry their device's registration state on GET (§3.7).
     let r = state.store.read()?;
     let t = r.open_table(REGISTRATIONS).map_err(store_error)?;
@@ -306,8 +354,8 @@ fn attach_registration_state<R: Record>(state: &State, key: &str, out: &mut R) -
     Ok(())
 }
 
-fn not_found<R: Record>(id: &str) -> ApiError {
-    ApiError::not_found(R::NOT_FOUND, format!("{} `{id}` does not exist", R::KIND))
+fn not_found<R: Record>(id: &str) -> DpsError {
+    DpsError::not_found(R::NOT_FOUND, format!("{} `{id}` does not exist", R::KIND))
 }
 
 /// Validates and stores a record: create without `If-Match`, update with it.
@@ -316,11 +364,11 @@ pub async fn put_record<R: Record>(
     id: &str,
     mut rec: R,
     if_match: Option<String>,
-) -> ApiResult<R> {
+) -> DpsResult<R> {
     let key = check_id(id, &format!("{} ID", R::KIND))?;
     match rec.id() {
         Some(body_id) if body_id != id => {
-            return Err(ApiError::bad_request(format!(
+            return Err(DpsError::bad_request(format!(
                 "{} `{body_id}` in the body does not match `{id}` in the path",
                 R::ID_FIELD
             )));
@@ -332,17 +380,17 @@ pub async fn put_record<R: Record>(
     let att = rec
         .attestation_mut()
         .as_mut()
-        .ok_or_else(|| ApiError::bad_request("attestation is required"))?;
+        .ok_or_else(|| DpsError::bad_request("attestation is required"))?;
     prepare_attestation(att, R::IS_GROUP)?;
     let id = id.to_string();
     state
         .store
-        .write(move |txn| -> StoreResult<ApiResult<R>> {
+        .write(move |txn| -> StoreResult<DpsResult<R>> {
             let mut table = txn.open_table(R::TABLE)?;
             let old: Option<R> = get_json(&table, &key)?;
             match (&old, if_match.as_deref()) {
                 (Some(_), None) => {
-                    return Ok(Err(ApiError::conflict(
+                    return Ok(Err(DpsError::conflict(
                         R::EXISTS,
                         format!(
                             "{} (`{id}`; to update it, send If-Match with its etag, or `*`)",
@@ -353,14 +401,14 @@ pub async fn put_record<R: Record>(
                 (Some(o), Some(m)) => {
                     let etag = o.common().etag.as_deref().unwrap_or("");
                     if !etag_matches(m, etag) {
-                        return Ok(Err(ApiError::precondition(format!(
+                        return Ok(Err(DpsError::precondition(format!(
                             "ETag in the request does not match the current etag of {} `{id}` as per RFC7232: GET it again and retry with its etag",
                             R::KIND
                         ))));
                     }
                 }
                 (None, Some(_)) => {
-                    return Ok(Err(ApiError::not_found(
+                    return Ok(Err(DpsError::not_found(
                         R::NOT_FOUND,
                         format!(
                             "{} `{id}` does not exist, so it cannot be updated (If-Match was sent); send no If-Match to create it",
@@ -399,12 +447,12 @@ pub async fn delete_record<R: Record>(
     state: &State,
     id: &str,
     if_match: Option<String>,
-) -> ApiResult<()> {
+) -> DpsResult<()> {
     let key = check_id(id, &format!("{} ID", R::KIND))?;
     let id = id.to_string();
     state
         .store
-        .write(move |txn| -> StoreResult<ApiResult<()>> {
+        .write(move |txn| -> StoreResult<DpsResult<()>> {
             let mut table = txn.open_table(R::TABLE)?;
             let Some(old): Option<R> = get_json(&table, &key)? else {
                 return Ok(Err(not_found::<R>(&id)));
@@ -412,7 +460,7 @@ pub async fn delete_record<R: Record>(
             if let Some(m) = &if_match
                 && !etag_matches(m, old.common().etag.as_deref().unwrap_or(""))
             {
-                return Ok(Err(ApiError::precondition(format!(
+                return Ok(Err(DpsError::precondition(format!(
                     "ETag in the request does not match the current etag of {} `{id}` as per RFC7232",
                     R::KIND
                 ))));
@@ -425,50 +473,40 @@ pub async fn delete_record<R: Record>(
         .await?
 }
 
-fn validate_common(c: &mut EnrollmentCommon) -> ApiResult<()> {
-    if let Some(s) = &c.provisioning_status {
-        if s.eq_ignore_ascii_case("enabled") {
-            c.provisioning_status = Some("enabled".into());
-        } else if s.eq_ignore_ascii_case("disabled") {
-            c.provisioning_status = Some("disabled".into());
-        } else {
-            return Err(ApiError::bad_request(format!(
+fn validate_common(c: &mut EnrollmentCommon) -> DpsResult<()> {
+    match &c.provisioning_status {
+        Some(ProvisioningStatus::Other(s)) => {
+            return Err(DpsError::bad_request(format!(
                 "provisioningStatus `{s}` is invalid: use `enabled` or `disabled`"
             )));
         }
-    } else {
-        c.provisioning_status = Some("enabled".into());
+        Some(_) => {}
+        None => c.provisioning_status = Some(ProvisioningStatus::Enabled),
     }
-    if let Some(p) = &c.allocation_policy {
-        let known = ["hashed", "geoLatency", "static", "custom"];
-        match known.iter().find(|k| k.eq_ignore_ascii_case(p)) {
-            Some(k) => c.allocation_policy = Some((*k).to_string()),
-            None => {
-                return Err(ApiError::bad_request(format!(
-                    "allocationPolicy `{p}` is invalid: use hashed, geoLatency, static or custom"
-                )));
-            }
-        }
+    if let Some(AllocationPolicy::Other(p)) = &c.allocation_policy {
+        return Err(DpsError::bad_request(format!(
+            "allocationPolicy `{p}` is invalid: use hashed, geoLatency, static or custom"
+        )));
     }
     if c.iot_hubs.as_ref().is_some_and(|h| !h.is_empty()) && c.allocation_policy.is_none() {
-        return Err(ApiError::bad_request(
+        return Err(DpsError::bad_request(
             "Enrollment allocationPolicy must be specified when iotHubs are specified.",
         ));
     }
     if let Some(hubs) = &c.iot_hubs
         && let Some(bad) = hubs.iter().find(|h| h.trim().is_empty())
     {
-        return Err(ApiError::bad_request(format!(
+        return Err(DpsError::bad_request(format!(
             "iotHubs holds an empty host name `{bad}`"
         )));
     }
-    if c.allocation_policy.as_deref() == Some("custom") {
+    if c.allocation_policy == Some(AllocationPolicy::Custom) {
         let ok = c.custom_allocation_definition.as_ref().is_some_and(|d| {
             d.webhook_url.as_deref().is_some_and(|u| !u.is_empty())
                 && d.api_version.as_deref().is_some_and(|v| !v.is_empty())
         });
         if !ok {
-            return Err(ApiError::bad_request(
+            return Err(DpsError::bad_request(
                 "allocationPolicy `custom` needs customAllocationDefinition with webhookUrl and apiVersion",
             ));
         }
@@ -476,7 +514,7 @@ fn validate_common(c: &mut EnrollmentCommon) -> ApiResult<()> {
     if let Some(t) = &c.initial_twin
         && !(t.is_object() || t.is_null())
     {
-        return Err(ApiError::bad_request("initialTwin must be a JSON object"));
+        return Err(DpsError::bad_request("initialTwin must be a JSON object"));
     }
     Ok(())
 }
@@ -484,21 +522,19 @@ fn validate_common(c: &mut EnrollmentCommon) -> ApiResult<()> {
 /// Validates the attestation, decodes certificates (normalised PEM + `info`)
 /// and generates missing symmetric keys. A certificate slot without
 /// `certificate` is left empty: on update it keeps the stored one.
-fn prepare_attestation(att: &mut Attestation, group: bool) -> ApiResult<()> {
+fn prepare_attestation(att: &mut Attestation, group: bool) -> DpsResult<()> {
     let kind = att.kind.clone().ok_or_else(|| {
-        ApiError::bad_request("attestation.type is required (x509 or symmetricKey)")
+        DpsError::bad_request("attestation.type is required (x509 or symmetricKey)")
     })?;
-    let kind_l = kind.to_ascii_lowercase();
-    match kind_l.as_str() {
-        "x509" => {
-            att.kind = Some("x509".into());
+    match kind {
+        AttestationKind::X509 => {
             att.tpm = None;
             att.symmetric_key = None;
             let x = att.x509.as_mut().ok_or_else(|| {
-                ApiError::bad_request("attestation.type is x509 but attestation.x509 is missing")
+                DpsError::bad_request("attestation.type is x509 but attestation.x509 is missing")
             })?;
             if group && x.client_certificates.is_some() {
-                return Err(ApiError::bad_request(
+                return Err(DpsError::bad_request(
                     "an enrollment group takes attestation.x509.signingCertificates or caReferences, not clientCertificates (those are for individual enrollments)",
                 ));
             }
@@ -511,7 +547,7 @@ fn prepare_attestation(att: &mut Attestation, group: bool) -> ApiResult<()> {
             .filter(|b| **b)
             .count();
             if n != 1 {
-                return Err(ApiError::bad_request(if group {
+                return Err(DpsError::bad_request(if group {
                     "attestation.x509 needs exactly one of signingCertificates or caReferences"
                 } else {
                     "attestation.x509 needs exactly one of clientCertificates, signingCertificates or caReferences"
@@ -528,13 +564,12 @@ fn prepare_attestation(att: &mut Attestation, group: bool) -> ApiResult<()> {
             if let Some(r) = &x.ca_references
                 && r.primary.as_deref().is_none_or(str::is_empty)
             {
-                return Err(ApiError::bad_request(
+                return Err(DpsError::bad_request(
                     "attestation.x509.caReferences.primary is required (the name of a certificate in the DPS certificate store)",
                 ));
             }
         }
-        "symmetrickey" => {
-            att.kind = Some("symmetricKey".into());
+        AttestationKind::SymmetricKey => {
             att.tpm = None;
             att.x509 = None;
             let sk = att.symmetric_key.get_or_insert_with(SymmetricKey::default);
@@ -544,7 +579,7 @@ fn prepare_attestation(att: &mut Attestation, group: bool) -> ApiResult<()> {
             ] {
                 match slot {
                     Some(k) if crate::dps::sas::decode_key(k).is_none() => {
-                        return Err(ApiError::bad_request(format!(
+                        return Err(DpsError::bad_request(format!(
                             "attestation.symmetricKey.{name} is not valid base64"
                         )));
                     }
@@ -557,8 +592,7 @@ fn prepare_attestation(att: &mut Attestation, group: bool) -> ApiResult<()> {
                 }
             }
         }
-        "tpm" if !group => {
-            att.kind = Some("tpm".into());
+        AttestationKind::Tpm if !group => {
             let ok = att
                 .tpm
                 .as_ref()
@@ -566,18 +600,18 @@ fn prepare_attestation(att: &mut Attestation, group: bool) -> ApiResult<()> {
                 .and_then(|v| v.as_str())
                 .is_some_and(|s| !s.is_empty());
             if !ok {
-                return Err(ApiError::bad_request(
+                return Err(DpsError::bad_request(
                     "attestation.tpm.endorsementKey is required",
                 ));
             }
         }
         _ if group => {
-            return Err(ApiError::bad_request(format!(
+            return Err(DpsError::bad_request(format!(
                 "attestation.type `{kind}` is not valid for an enrollment group: use x509 or symmetricKey"
             )));
         }
         _ => {
-            return Err(ApiError::bad_request(format!(
+            return Err(DpsError::bad_request(format!(
                 "attestation.type `{kind}` is invalid: use x509, symmetricKey or tpm"
             )));
         }
@@ -585,9 +619,9 @@ fn prepare_attestation(att: &mut Attestation, group: bool) -> ApiResult<()> {
     Ok(())
 }
 
-fn prepare_certs(c: &mut X509Certificates, what: &str) -> ApiResult<()> {
+fn prepare_certs(c: &mut X509Certificates, what: &str) -> DpsResult<()> {
     if c.primary.is_none() {
-        return Err(ApiError::bad_request(format!("{what}.primary is required")));
+        return Err(DpsError::bad_request(format!("{what}.primary is required")));
     }
     for (name, slot) in [("primary", &mut c.primary), ("secondary", &mut c.secondary)] {
         let Some(s) = slot else { continue };
@@ -595,8 +629,8 @@ fn prepare_certs(c: &mut X509Certificates, what: &str) -> ApiResult<()> {
         match s.certificate.as_deref() {
             Some(text) => {
                 let der =
-                    decode_certificate(text, &path).map_err(|e| ApiError::bad_request(e.0))?;
-                let info = cert_info(&der).map_err(|e| ApiError::bad_request(e.0))?;
+                    decode_certificate(text, &path).map_err(|e| DpsError::bad_request(e.0))?;
+                let info = cert_info(&der).map_err(|e| DpsError::bad_request(e.0))?;
                 *s = CertWithInfo {
                     certificate: Some(to_pem(&der)),
                     info: Some(info),
@@ -614,7 +648,7 @@ fn prepare_certs(c: &mut X509Certificates, what: &str) -> ApiResult<()> {
 fn keep_stored_certificates(
     new: &mut Option<Attestation>,
     old: Option<&Attestation>,
-) -> ApiResult<()> {
+) -> DpsResult<()> {
     let Some(x) = new.as_mut().and_then(|a| a.x509.as_mut()) else {
         return Ok(());
     };
@@ -651,7 +685,7 @@ fn keep_stored_certificates(
             match old_slot.filter(|o| o.certificate.is_some()) {
                 Some(o) => *s = o.clone(),
                 None => {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(DpsError::bad_request(format!(
                         "attestation.x509.{name}.{slot_name}.certificate is missing: a new certificate needs the PEM (or base64) text; only an update may send info alone to keep the stored certificate"
                     )));
                 }
@@ -661,7 +695,7 @@ fn keep_stored_certificates(
     Ok(())
 }
 
-fn attestation_mechanism<R: Record>(state: &State, id: &str) -> ApiResult<Response<Body>> {
+fn attestation_mechanism<R: Record>(state: &State, id: &str) -> DpsResult<Response<Body>> {
     let key = check_id(id, &format!("{} ID", R::KIND))?;
     let r = state.store.read()?;
     let t = r.open_table(R::TABLE).map_err(store_error)?;
@@ -676,12 +710,12 @@ fn attestation_mechanism<R: Record>(state: &State, id: &str) -> ApiResult<Respon
 }
 
 /// Page size from `x-ms-max-item-count` (default and cap [`DEFAULT_PAGE`]).
-fn page_size(req: &Req) -> ApiResult<usize> {
+fn page_size(req: &Req) -> DpsResult<usize> {
     match req.header("x-ms-max-item-count") {
         None => Ok(DEFAULT_PAGE),
         Some(v) => match v.trim().parse::<usize>() {
             Ok(n) if n > 0 => Ok(n.min(DEFAULT_PAGE)),
-            _ => Err(ApiError::bad_request(format!(
+            _ => Err(DpsError::bad_request(format!(
                 "x-ms-max-item-count `{v}` is not a positive integer"
             ))),
         },
@@ -689,7 +723,7 @@ fn page_size(req: &Req) -> ApiResult<usize> {
 }
 
 /// The store key after which the next page starts, from `x-ms-continuation`.
-fn continuation(req: &Req) -> ApiResult<Option<String>> {
+fn continuation(req: &Req) -> DpsResult<Option<String>> {
     let Some(token) = req.header("x-ms-continuation").filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
@@ -699,18 +733,18 @@ fn continuation(req: &Req) -> ApiResult<Option<String>> {
         .and_then(|b| String::from_utf8(b).ok())
         .map(Some)
         .ok_or_else(|| {
-            ApiError::bad_request("x-ms-continuation is not a token this emulator issued")
+            DpsError::bad_request("x-ms-continuation is not a token this emulator issued")
         })
 }
 
-fn check_query_body(req: &Req) -> ApiResult<()> {
+fn check_query_body(req: &Req) -> DpsResult<()> {
     // The query text is ignored (§3.5), but a body that is not JSON is still a client bug.
     if req.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }
     let v: serde_json::Value = req.json("query specification ({\"query\":\"*\"})")?;
     if !v.is_object() {
-        return Err(ApiError::bad_request(
+        return Err(DpsError::bad_request(
             "the query body must be a JSON object such as {\"query\":\"*\"}",
         ));
     }
@@ -746,7 +780,7 @@ fn paged_response<T: Serialize>(
     resp
 }
 
-fn query<R: Record>(state: &State, req: &Req) -> ApiResult<Response<Body>> {
+fn query<R: Record>(state: &State, req: &Req) -> DpsResult<Response<Body>> {
     check_query_body(req)?;
     let limit = page_size(req)?;
     let after = continuation(req)?;
@@ -757,7 +791,7 @@ fn query<R: Record>(state: &State, req: &Req) -> ApiResult<Response<Body>> {
     Ok(paged_response(&items, R::ITEM_TYPE, next, limit))
 }
 
-async fn registration(state: &State, req: &Req, id: &str) -> ApiResult<Response<Body>> {
+async fn registration(state: &State, req: &Req, id: &str) -> DpsResult<Response<Body>> {
     let key = check_id(id, "registration ID")?;
     match req.method {
         Method::GET => {
@@ -773,7 +807,7 @@ async fn registration(state: &State, req: &Req, id: &str) -> ApiResult<Response<
             let id = id.to_string();
             state
                 .store
-                .write(move |txn| -> StoreResult<ApiResult<()>> {
+                .write(move |txn| -> StoreResult<DpsResult<()>> {
                     let mut t = txn.open_table(REGISTRATIONS)?;
                     let Some(old): Option<RegistrationState> = get_json(&t, &key)? else {
                         return Ok(Err(registration_not_found(&id)));
@@ -781,7 +815,7 @@ async fn registration(state: &State, req: &Req, id: &str) -> ApiResult<Response<
                     if let Some(m) = &if_match
                         && !etag_matches(m, old.etag.as_deref().unwrap_or(""))
                     {
-                        return Ok(Err(ApiError::precondition(format!(
+                        return Ok(Err(DpsError::precondition(format!(
                             "ETag in the request does not match the current etag of registration `{id}` as per RFC7232"
                         ))));
                     }
@@ -795,21 +829,21 @@ async fn registration(state: &State, req: &Req, id: &str) -> ApiResult<Response<
                 .await??;
             Ok(no_content())
         }
-        _ => Err(ApiError::method_not_allowed(format!(
+        _ => Err(DpsError::method_not_allowed(format!(
             "{} is not allowed on a registration; use GET or DELETE",
             req.method
         ))),
     }
 }
 
-fn registration_not_found(id: &str) -> ApiError {
-    ApiError::not_found(
+fn registration_not_found(id: &str) -> DpsError {
+    DpsError::not_found(
         404_202,
         format!("registration `{id}` does not exist (the device has not registered)"),
     )
 }
 
-fn registration_query(state: &State, req: &Req, group: &str) -> ApiResult<Response<Body>> {
+fn registration_query(state: &State, req: &Req, group: &str) -> DpsResult<Response<Body>> {
     check_query_body(req)?;
     let gkey = check_id(group, "enrollment group ID")?;
     let limit = page_size(req)?;
@@ -841,21 +875,21 @@ struct BulkError {
     error_status: String,
 }
 
-async fn bulk<R: Record>(state: &State, req: &Req) -> ApiResult<Response<Body>> {
+async fn bulk<R: Record>(state: &State, req: &Req) -> DpsResult<Response<Body>> {
     let v: serde_json::Value = req.json("bulk operation")?;
     let mode = v
         .get("mode")
         .and_then(|m| m.as_str())
         .ok_or_else(|| {
-            ApiError::bad_request("mode is required: create, update, updateIfMatchETag or delete")
+            DpsError::bad_request("mode is required: create, update, updateIfMatchETag or delete")
         })?
         .to_string();
     let items = v
         .get(R::BULK_FIELD)
         .and_then(|a| a.as_array())
-        .ok_or_else(|| ApiError::bad_request(format!("{} must be an array", R::BULK_FIELD)))?;
+        .ok_or_else(|| DpsError::bad_request(format!("{} must be an array", R::BULK_FIELD)))?;
     if items.is_empty() || items.len() > MAX_BULK {
-        return Err(ApiError::bad_request(format!(
+        return Err(DpsError::bad_request(format!(
             "{} must hold 1 to {MAX_BULK} items, not {}",
             R::BULK_FIELD,
             items.len()
@@ -864,7 +898,7 @@ async fn bulk<R: Record>(state: &State, req: &Req) -> ApiResult<Response<Body>> 
     let mut errors = Vec::new();
     for item in items {
         let rec: R = serde_json::from_value(item.clone()).map_err(|e| {
-            ApiError::bad_request(format!(
+            DpsError::bad_request(format!(
                 "an item of {} is not a valid {}: {e}",
                 R::BULK_FIELD,
                 R::KIND
@@ -873,7 +907,7 @@ async fn bulk<R: Record>(state: &State, req: &Req) -> ApiResult<Response<Body>> 
         let id = rec
             .id()
             .map(str::to_string)
-            .ok_or_else(|| ApiError::bad_request(format!("every item needs {}", R::ID_FIELD)))?;
+            .ok_or_else(|| DpsError::bad_request(format!("every item needs {}", R::ID_FIELD)))?;
         let etag = rec.common().etag.clone();
         let result = match mode.to_ascii_lowercase().as_str() {
             "create" | "update" => put_record(state, &id, rec, None).await.map(|_| ()),
@@ -882,7 +916,7 @@ async fn bulk<R: Record>(state: &State, req: &Req) -> ApiResult<Response<Body>> 
                 .map(|_| ()),
             "delete" => delete_record::<R>(state, &id, etag).await,
             _ => {
-                return Err(ApiError::bad_request(format!(
+                return Err(DpsError::bad_request(format!(
                     "mode `{mode}` is invalid: use create, update, updateIfMatchETag or delete"
                 )));
             }

@@ -28,7 +28,7 @@ use redb::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::errors::ApiError;
+use super::errors::DpsError;
 
 /// Enrollment groups by lower-cased id.
 pub const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("enrollment_groups");
@@ -131,13 +131,13 @@ impl Store {
     }
 
     /// Starts a read transaction.
-    pub fn read(&self) -> Result<ReadTransaction, ApiError> {
+    pub fn read(&self) -> Result<ReadTransaction, DpsError> {
         self.db.begin_read().map_err(store_error)
     }
 
     /// Runs `f` inside the writer's transaction and returns its result once
     /// the transaction is durably committed.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
+    pub async fn write<T, F>(&self, f: F) -> Result<T, DpsError>
     where
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> StoreResult<T> + Send + 'static,
@@ -158,11 +158,11 @@ impl Store {
         });
         self.jobs
             .send(job)
-            .map_err(|_| ApiError::internal("the store has shut down"))?;
+            .map_err(|_| DpsError::internal("the store has shut down"))?;
         match wait.await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(ApiError::internal(format!("the store failed: {e}"))),
-            Err(_) => Err(ApiError::internal("the store could not commit the write")),
+            Ok(Err(e)) => Err(DpsError::internal(format!("the store failed: {e}"))),
+            Err(_) => Err(DpsError::internal("the store could not commit the write")),
         }
     }
 }
@@ -206,8 +206,8 @@ fn writer(db: Arc<Database>, rx: mpsc::Receiver<Job>) {
 }
 
 /// Maps a storage error to a 500 answer.
-pub fn store_error(e: impl Into<redb::Error>) -> ApiError {
-    ApiError::internal(format!("the store failed: {}", e.into()))
+pub fn store_error(e: impl Into<redb::Error>) -> DpsError {
+    DpsError::internal(format!("the store failed: {}", e.into()))
 }
 
 /// Reads and decodes one JSON record from any readable table.
