@@ -51,6 +51,10 @@ pub struct EmulatorArgs {
     /// Also require a verified CA (from the certificate store) in every device chain.
     #[arg(long)]
     pub require_verified_ca: bool,
+    /// Refuse api-versions the real DPS has retired (e.g. the service API's 2019-03-31,
+    /// still sent by the C# v1 and Java service SDKs) with its 400, instead of logging a warning.
+    #[arg(long)]
+    pub strict_api_versions: bool,
     /// Do not log refused requests and registrations on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -70,6 +74,7 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
         id_scope: args.id_scope,
         iot_hubs: args.iot_hubs,
         require_verified_ca: args.require_verified_ca,
+        strict_api_versions: args.strict_api_versions,
         log: !args.quiet,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

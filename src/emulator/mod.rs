@@ -24,6 +24,7 @@
 //! server certificate, the SAS key of policy `provisioningserviceowner` and
 //! an ID scope; [`serve`] then runs until Ctrl-C or SIGTERM.
 
+pub mod api_versions;
 pub mod arm;
 pub mod attest;
 pub mod certs;
@@ -87,6 +88,8 @@ pub struct Options {
     pub iot_hubs: Vec<String>,
     /// Require a verified CA certificate (certificate store) in every device chain.
     pub require_verified_ca: bool,
+    /// Refuse api-versions the real service has retired (400), instead of warning.
+    pub strict_api_versions: bool,
     /// Print one stderr line per refused request and per registration.
     pub log: bool,
 }
@@ -137,6 +140,8 @@ pub struct State {
     pub id_scope: String,
     pub iot_hubs: Vec<String>,
     pub require_verified_ca: bool,
+    pub strict_api_versions: bool,
+    pub api_warnings: api_versions::Warned,
     pub log: bool,
     pub operations: Mutex<Operations>,
 }
@@ -249,6 +254,8 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         id_scope: settings.id_scope,
         iot_hubs: opts.iot_hubs.clone(),
         require_verified_ca: opts.require_verified_ca,
+        strict_api_versions: opts.strict_api_versions,
+        api_warnings: api_versions::Warned::default(),
         log: opts.log,
         operations: Mutex::new(Operations::default()),
     });

@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, Response, header};
 use percent_encoding::percent_decode_str;
 
+use super::api_versions::{self, Api};
 use super::errors::{DpsError, DpsResult};
 use super::http::{PeerChain, Req, error_response};
 use super::{State, arm, device, service};
@@ -23,17 +24,6 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 /// before the 413, so the client sees the answer instead of a reset
 /// connection while it is still sending.
 const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
-
-/// api-versions of the service and device APIs (contract §2.2).
-pub const API_VERSIONS: &[&str] = &[
-    "2018-09-01-preview",
-    "2018-11-01",
-    "2019-03-31",
-    "2021-06-01",
-    "2021-10-01",
-    "2021-11-01-preview",
-    "2025-07-01-preview",
-];
 
 /// Answers one request. Never panics on client input: every failure is an [`DpsError`].
 pub async fn handle(
@@ -108,7 +98,7 @@ async fn parse_and_dispatch(
     let first = req.segments.first().map(|s| s.to_ascii_lowercase());
     match first.as_deref() {
         Some("enrollmentgroups" | "enrollments" | "registrations") => {
-            check_api_version(&req, API_VERSIONS)?;
+            check_dps_api_version(&state, &req, Api::Service, path)?;
             service::dispatch(&state, &req).await
         }
         Some("subscriptions") => {
@@ -121,7 +111,7 @@ async fn parse_and_dispatch(
                 .get(1)
                 .is_some_and(|s| s.eq_ignore_ascii_case("registrations")) =>
         {
-            check_api_version(&req, API_VERSIONS)?;
+            check_dps_api_version(&state, &req, Api::Device, path)?;
             device::dispatch(&state, &req).await
         }
         _ => Err(DpsError::not_found(
@@ -180,6 +170,21 @@ async fn read_body_unbounded(mut body: hyper::body::Incoming) -> DpsResult<axum:
         return Err(DpsError::too_large(BODY_LIMIT));
     }
     Ok(buf.into())
+}
+
+/// The service and device APIs' versions: retired ones warn once per client, or fail when strict.
+fn check_dps_api_version(state: &State, req: &Req, api: Api, path: &str) -> DpsResult<()> {
+    // C# v1 names its header `UserAgent` (sdk-wire A.1).
+    let client = req
+        .header("user-agent")
+        .or_else(|| req.header("useragent"))
+        .unwrap_or("a client without User-Agent");
+    let policy = api_versions::Policy {
+        strict: state.strict_api_versions,
+        log: state.log,
+    };
+    let v = req.query("api-version");
+    api_versions::check(api, v, path, client, policy, &state.api_warnings)
 }
 
 fn check_api_version(req: &Req, accepted: &[&str]) -> DpsResult<()> {
