@@ -246,6 +246,8 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
+        // The crate's one unsafe block (Cargo.toml denies unsafe_code elsewhere).
+        #[allow(unsafe_code)]
         // SAFETY: syncfs only reads the file descriptor, which `d` keeps open.
         if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
             return Err(werr(std::io::Error::last_os_error()));

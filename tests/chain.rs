@@ -1,12 +1,10 @@
 //! `pki chain new`: every key type checked with the openssl CLI (verify,
 //! profile extensions, keys, PFX), chain files, validity, safety and bad input.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
-use common::*;
+use crate::support::*;
 
 /// What one chain is expected to look like.
 struct Expect<'a> {

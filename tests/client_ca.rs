@@ -3,12 +3,10 @@
 //! step, a new etag after each write, and a verification certificate whose
 //! CN is the code and whose signature verifies with the uploaded CA's key.
 
-mod client_support;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use client_support::{Chain, Fake, Reply, pki, stderr, stdout};
+use crate::support::{Fake, Reply, Run, TestChain, pki_env, stderr, stdout};
 use serde_json::json;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -128,7 +126,7 @@ fn fake_arm() -> Fake {
     })
 }
 
-fn ca(fake: &Fake, args: &[&str]) -> std::process::Output {
+fn ca(fake: &Fake, args: &[&str]) -> Run {
     let endpoint = format!("https://{}", fake.host());
     let mut all = vec!["ca"];
     all.extend_from_slice(args);
@@ -144,7 +142,7 @@ fn ca(fake: &Fake, args: &[&str]) -> std::process::Output {
         "--ca-file",
         fake.ca_file.to_str().unwrap(),
     ]);
-    let out = pki(&all, &[("AZURE_ACCESS_TOKEN", TOKEN)]);
+    let out = pki_env(&all, &[("AZURE_ACCESS_TOKEN", TOKEN)]);
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(!text.contains(TOKEN), "bearer token leaked: {text}");
     out
@@ -154,7 +152,7 @@ fn ca(fake: &Fake, args: &[&str]) -> std::process::Output {
 fn verify_proves_possession_of_the_intermediate_in_one_command() {
     let fake = fake_arm();
     let tmp = tempfile::tempdir().unwrap();
-    let chain = Chain::make(tmp.path(), "PoP", &[]);
+    let chain = TestChain::make(tmp.path(), "PoP", &[]);
     let dir = tmp.path().to_str().unwrap();
 
     // Not uploaded yet: verify uploads the intermediate, then proves it.
@@ -237,7 +235,7 @@ fn verify_proves_possession_of_the_intermediate_in_one_command() {
 fn upload_verified_and_missing_token() {
     let fake = fake_arm();
     let tmp = tempfile::tempdir().unwrap();
-    let chain = Chain::make(tmp.path(), "Up", &[]);
+    let chain = TestChain::make(tmp.path(), "Up", &[]);
     let out = ca(
         &fake,
         &[
@@ -250,7 +248,7 @@ fn upload_verified_and_missing_token() {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["properties"]["isVerified"], true);
     // Re-upload replaces with If-Match.
     let out = ca(
@@ -264,7 +262,7 @@ fn upload_verified_and_missing_token() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
 
-    let out = pki(
+    let out = pki_env(
         &[
             "ca",
             "list",

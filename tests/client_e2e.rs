@@ -12,136 +12,37 @@
 //! The emulator runs with the tests' fixed SAS key so every `pki` run can
 //! check the key never appears in its output.
 
-mod client_support;
-mod node_support;
-
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Command;
 
-use client_support::{KEY, pki, stderr, stdout};
+use crate::support::{Emulator, Run, pki_env, stderr, stdout};
 use serde_json::Value;
 
-/// A `pki emulator` child process, stopped on drop.
-struct Emulator {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-    info: Value,
-    dir: tempfile::TempDir,
-}
-
-impl Emulator {
-    fn start(extra: &[&str]) -> Emulator {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pki"))
-            .args([
-                "emulator",
-                "--in-memory",
-                "--listen",
-                "127.0.0.1:0",
-                "--json",
-            ])
-            .arg("--data")
-            .arg(dir.path().join("emu"))
-            .args(["--sas-key", KEY])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let info: Value = serde_json::from_str(&line).expect("the emulator's start-up JSON");
-        Emulator {
-            child,
-            _stdout: out,
-            info,
-            dir,
-        }
-    }
-    fn s(&self, k: &str) -> String {
-        self.info[k].as_str().unwrap().to_string()
-    }
-    fn host(&self) -> String {
-        self.s("serviceHost")
-    }
-    fn ca(&self) -> String {
-        self.s("caFile")
-    }
-    fn cs(&self) -> String {
-        self.s("connectionString")
-    }
-    fn port(&self) -> u16 {
-        self.info["listen"]
-            .as_str()
-            .unwrap()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-    /// Runs `pki` with the connection string and the emulator's CA.
-    fn pki(&self, args: &[&str]) -> std::process::Output {
-        let ca = self.ca();
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--ca-file", &ca]);
-        pki(&all, &[("DPS_CONNECTION_STRING", &self.cs())])
-    }
-    fn arm(&self, args: &[&str]) -> std::process::Output {
-        let ca = self.ca();
-        let endpoint = format!("https://{}", self.host());
-        let mut all = args.to_vec();
-        all.extend_from_slice(&[
-            "--arm-endpoint",
-            &endpoint,
-            "--subscription",
-            "sub",
-            "--resource-group",
-            "rg",
-            "--dps-name",
-            "dps",
+/// Runs `pki register` for `device` of the chain in `dir` against the emulator.
+fn register(emu: &Emulator, dir: &Path, device: &str) -> Run {
+    let cert = dir.join(format!("certs/{device}-full-chain.cert.pem"));
+    let key = dir.join(format!("private/{device}.key.pem"));
+    let (scope, host, ca) = (emu.id_scope(), emu.host(), emu.ca());
+    pki_env(
+        &[
+            "register",
+            "--id-scope",
+            &scope,
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--host",
+            &host,
             "--ca-file",
             &ca,
-        ]);
-        pki(
-            &all,
-            &[("AZURE_ACCESS_TOKEN", "emulator-accepts-any-token")],
-        )
-    }
-    fn register(&self, dir: &Path, device: &str) -> std::process::Output {
-        let cert = dir.join(format!("certs/{device}-full-chain.cert.pem"));
-        let key = dir.join(format!("private/{device}.key.pem"));
-        let (scope, host, ca) = (self.s("idScope"), self.host(), self.ca());
-        pki(
-            &[
-                "register",
-                "--id-scope",
-                &scope,
-                "--cert",
-                cert.to_str().unwrap(),
-                "--key",
-                key.to_str().unwrap(),
-                "--host",
-                &host,
-                "--ca-file",
-                &ca,
-            ],
-            &[],
-        )
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        ],
+        &[],
+    )
 }
 
 fn chain_new(dir: &Path) {
-    let out = pki(
+    let out = pki_env(
         &[
             "chain",
             "new",
@@ -166,9 +67,9 @@ const INTERMEDIATE: &str = "certs/azure-iot-test-only.intermediate.cert.pem";
 #[test]
 fn tutorial_flow_provisions_a_device_and_refuses_a_stranger() {
     // Devices must chain to a verified CA, so proof of possession matters.
-    let emu = Emulator::start(&["--require-verified-ca"]);
-    let a = emu.dir.path().join("chain-a");
-    let b = emu.dir.path().join("chain-b");
+    let emu = Emulator::start_in_temp(&["--require-verified-ca"]);
+    let a = emu.scratch().join("chain-a");
+    let b = emu.scratch().join("chain-b");
     chain_new(&a);
     chain_new(&b);
 
@@ -190,7 +91,7 @@ fn tutorial_flow_provisions_a_device_and_refuses_a_stranger() {
     assert!(out.status.success(), "enroll: {}", stderr(&out));
     assert!(stdout(&out).contains("created enrollment group line-a"));
 
-    let out = emu.register(&a, "device-0001");
+    let out = register(&emu, &a, "device-0001");
     assert!(out.status.success(), "register: {}", stderr(&out));
     assert!(
         stdout(&out).contains("assigned: device device-0001 on hub"),
@@ -198,7 +99,7 @@ fn tutorial_flow_provisions_a_device_and_refuses_a_stranger() {
         stdout(&out)
     );
 
-    let out = emu.register(&b, "device-0001");
+    let out = register(&emu, &b, "device-0001");
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.starts_with("pki: error: DPS error 401"), "{err}");
@@ -207,7 +108,7 @@ fn tutorial_flow_provisions_a_device_and_refuses_a_stranger() {
     // A second run updates in place (GET, then PUT with If-Match).
     let out = emu.pki(&["enroll", "line-a", "--status", "disabled", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["provisioningStatus"], "disabled");
     assert_eq!(
         v.pointer("/attestation/x509/signingCertificates/primary/info/sha1Thumbprint")
@@ -215,7 +116,7 @@ fn tutorial_flow_provisions_a_device_and_refuses_a_stranger() {
         Some(sha1_of(&a.join(INTERMEDIATE)).as_str()),
         "the stored certificate survives an update that did not pass --cert"
     );
-    let out = emu.register(&a, "device-0002");
+    let out = register(&emu, &a, "device-0002");
     assert_eq!(out.status.code(), Some(1), "group disabled");
 
     // disallow, list, delete.
@@ -261,11 +162,11 @@ fn node(emu: &Emulator, args: &[&str]) -> Value {
 
 #[test]
 fn interop_with_the_node_service_sdk_both_ways() {
-    if !node_support::ensure_node_modules() {
+    if !crate::support::ensure_node_modules() {
         return;
     }
-    let emu = Emulator::start(&[]);
-    let c = emu.dir.path().join("chain-c");
+    let emu = Emulator::start_in_temp(&[]);
+    let c = emu.scratch().join("chain-c");
     chain_new(&c);
     let inter = c.join(INTERMEDIATE);
     let root = c.join("certs/azure-iot-test-only.root.ca.cert.pem");
@@ -303,7 +204,7 @@ fn interop_with_the_node_service_sdk_both_ways() {
     // the root's group is the match, and register a device.
     let out = emu.pki(&["enroll", "delete", "by-pki"]);
     assert!(out.status.success());
-    let out = emu.register(&c, "device-0001");
+    let out = register(&emu, &c, "device-0001");
     assert!(out.status.success(), "register: {}", stderr(&out));
     assert!(
         stdout(&out).contains("hub-b.azure-devices.net"),

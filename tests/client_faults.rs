@@ -4,11 +4,11 @@
 //! paging, and input refused before any request. Every run also checks that
 //! the connection string's key never appears in the output.
 
-mod client_support;
-
 use std::time::Duration;
 
-use client_support::{Chain, Fake, KEY, POLICY, Reply, connection_string, pki, stderr, stdout};
+use crate::support::{
+    Fake, KEY, POLICY, Reply, TestChain, connection_string, pki_env, stderr, stdout,
+};
 use serde_json::json;
 
 fn stored_group(id: &str, etag: &str) -> serde_json::Value {
@@ -27,7 +27,7 @@ fn stored_group(id: &str, etag: &str) -> serde_json::Value {
 }
 
 /// Checks the SAS token of a request the way the emulator will.
-fn assert_sas(seen: &client_support::Seen, host: &str) {
+fn assert_sas(seen: &crate::support::Seen, host: &str) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -50,9 +50,9 @@ fn throttled_then_success_honours_retry_after() {
         }
     });
     let tmp = tempfile::tempdir().unwrap();
-    let chain = Chain::make(tmp.path(), "T", &[]);
+    let chain = TestChain::make(tmp.path(), "T", &[]);
     let cs = connection_string(&fake.host());
-    let out = pki(
+    let out = pki_env(
         &[
             "enroll",
             "grp-1",
@@ -102,7 +102,7 @@ fn server_errors_past_the_retry_limit_fail_clearly() {
         Reply::dps_error(500, 500001, "Internal error in the backend")
     });
     let cs = connection_string(&fake.host());
-    let out = pki(
+    let out = pki_env(
         &[
             "enroll",
             "show",
@@ -134,7 +134,7 @@ fn etag_race_is_reported_or_retried() {
     });
     let cs = connection_string(&fake.host());
     let ca = fake.ca_file.to_str().unwrap().to_string();
-    let out = pki(
+    let out = pki_env(
         &["enroll", "grp-1", "--status", "disabled", "--ca-file", &ca],
         &[("DPS_CONNECTION_STRING", &cs)],
     );
@@ -168,7 +168,7 @@ fn etag_race_is_reported_or_retried() {
     });
     let cs = connection_string(&fake.host());
     let ca = fake.ca_file.to_str().unwrap().to_string();
-    let out = pki(
+    let out = pki_env(
         &[
             "enroll",
             "grp-1",
@@ -195,7 +195,7 @@ fn unreachable_host_is_an_operation_failure() {
         .unwrap()
         .port();
     let cs = connection_string(&format!("127.0.0.1:{port}"));
-    let out = pki(
+    let out = pki_env(
         &["enroll", "list", "--attempts", "2"],
         &[("DPS_CONNECTION_STRING", &cs)],
     );
@@ -211,7 +211,7 @@ fn unreachable_host_is_an_operation_failure() {
 fn untrusted_tls_certificate_says_to_pass_ca_file() {
     let fake = Fake::start(vec![], |_, _| Reply::json(200, json!([])));
     let cs = connection_string(&fake.host());
-    let out = pki(&["enroll", "list"], &[("DPS_CONNECTION_STRING", &cs)]);
+    let out = pki_env(&["enroll", "list"], &[("DPS_CONNECTION_STRING", &cs)]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("not trusted"), "{err}");
@@ -219,7 +219,7 @@ fn untrusted_tls_certificate_says_to_pass_ca_file() {
     assert!(fake.seen().is_empty());
 
     // SSL_CERT_FILE works as well as --ca-file.
-    let out = pki(
+    let out = pki_env(
         &["enroll", "list"],
         &[
             ("DPS_CONNECTION_STRING", &cs),
@@ -233,7 +233,7 @@ fn untrusted_tls_certificate_says_to_pass_ca_file() {
 fn wrong_key_401_is_explained() {
     let fake = Fake::start(vec![], |_, _| Reply::dps_error(401, 401002, "Unauthorized"));
     let cs = connection_string(&fake.host());
-    let out = pki(
+    let out = pki_env(
         &[
             "enroll",
             "show",
@@ -266,7 +266,7 @@ fn list_follows_continuation_tokens() {
         }
     });
     let cs = connection_string(&fake.host());
-    let out = pki(
+    let out = pki_env(
         &[
             "enroll",
             "list",
@@ -277,7 +277,7 @@ fn list_follows_continuation_tokens() {
         &[("DPS_CONNECTION_STRING", &cs)],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let ids: Vec<&str> = v
         .as_array()
         .unwrap()
@@ -294,24 +294,24 @@ fn list_follows_continuation_tokens() {
 fn bad_input_is_refused_before_any_request() {
     let fake = Fake::start(vec![], |_, _| Reply::json(200, json!({})));
     let tmp = tempfile::tempdir().unwrap();
-    let chain = Chain::make(tmp.path(), "T", &["dev-1"]);
+    let chain = TestChain::make(tmp.path(), "T", &["dev-1"]);
     let cs = connection_string(&fake.host());
     let env = [("DPS_CONNECTION_STRING", cs.as_str())];
     let inter = chain.intermediate_cert();
     let inter = inter.to_str().unwrap();
 
-    let out = pki(&["enroll", "bad id!", "--cert", inter], &env);
+    let out = pki_env(&["enroll", "bad id!", "--cert", inter], &env);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).starts_with("pki: error: the group ID `bad id!`"));
 
-    let out = pki(&["enroll", "ends-with.", "--cert", inter], &env);
+    let out = pki_env(&["enroll", "ends-with.", "--cert", inter], &env);
     assert_eq!(out.status.code(), Some(2));
 
     // A PEM holding a private key must never be sent.
     let combined = tmp.path().join("combined.pem");
     let key = std::fs::read_to_string(chain.device_key("dev-1")).unwrap();
     std::fs::write(&combined, format!("{}{key}", chain.intermediate.cert.pem)).unwrap();
-    let out = pki(
+    let out = pki_env(
         &["enroll", "grp", "--cert", combined.to_str().unwrap()],
         &env,
     );
@@ -319,7 +319,7 @@ fn bad_input_is_refused_before_any_request() {
     assert!(stderr(&out).contains("private key"), "{}", stderr(&out));
 
     let key_only = chain.device_key("dev-1");
-    let out = pki(
+    let out = pki_env(
         &["enroll", "grp", "--cert", key_only.to_str().unwrap()],
         &env,
     );
@@ -327,7 +327,7 @@ fn bad_input_is_refused_before_any_request() {
 
     let empty = tmp.path().join("empty.pem");
     std::fs::write(&empty, "nothing here\n").unwrap();
-    let out = pki(&["enroll", "grp", "--cert", empty.to_str().unwrap()], &env);
+    let out = pki_env(&["enroll", "grp", "--cert", empty.to_str().unwrap()], &env);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("holds no certificate"),
@@ -343,7 +343,7 @@ fn bad_input_is_refused_before_any_request() {
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let k = rcgen::KeyPair::generate().unwrap();
     std::fs::write(&expired, params.self_signed(&k).unwrap().pem()).unwrap();
-    let out = pki(
+    let out = pki_env(
         &["enroll", "grp", "--cert", expired.to_str().unwrap()],
         &env,
     );
@@ -351,16 +351,16 @@ fn bad_input_is_refused_before_any_request() {
     assert!(stderr(&out).contains("--allow-expired"), "{}", stderr(&out));
 
     // A new group without any certificate.
-    let out = pki(&["enroll", "grp", "--dry-run"], &[]);
+    let out = pki_env(&["enroll", "grp", "--dry-run"], &[]);
     assert_eq!(out.status.code(), Some(2));
 
     // No connection string at all.
-    let out = pki(&["enroll", "grp", "--cert", inter], &[]);
+    let out = pki_env(&["enroll", "grp", "--cert", inter], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("DPS_CONNECTION_STRING"));
 
     // A malformed connection string does not echo the key.
-    let out = pki(
+    let out = pki_env(
         &["enroll", "list"],
         &[("DPS_CONNECTION_STRING", &format!("SharedAccessKey={KEY}"))],
     );
@@ -372,8 +372,8 @@ fn bad_input_is_refused_before_any_request() {
 #[test]
 fn dry_run_prints_the_body_and_needs_no_connection_string() {
     let tmp = tempfile::tempdir().unwrap();
-    let chain = Chain::make(tmp.path(), "T", &["dev-1"]);
-    let out = pki(
+    let chain = TestChain::make(tmp.path(), "T", &["dev-1"]);
+    let out = pki_env(
         &[
             "enroll",
             "grp-1",
@@ -391,7 +391,7 @@ fn dry_run_prints_the_body_and_needs_no_connection_string() {
         &[],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["enrollmentGroupId"], "grp-1");
     assert_eq!(v["allocationPolicy"], "hashed");
     assert_eq!(v["iotHubs"], json!(["hub-a.azure-devices.net"]));
@@ -403,7 +403,7 @@ fn dry_run_prints_the_body_and_needs_no_connection_string() {
     assert_eq!(v["initialTwin"]["tags"]["line"], "7");
 
     // A device (non-CA) certificate is accepted with a warning.
-    let out = pki(
+    let out = pki_env(
         &[
             "enroll",
             "grp-1",
@@ -428,9 +428,9 @@ fn disallow_writes_a_disabled_individual_enrollment() {
         }
     });
     let tmp = tempfile::tempdir().unwrap();
-    let chain = Chain::make(tmp.path(), "T", &["dev-7"]);
+    let chain = TestChain::make(tmp.path(), "T", &["dev-7"]);
     let cs = connection_string(&fake.host());
-    let out = pki(
+    let out = pki_env(
         &[
             "enroll",
             "disallow",

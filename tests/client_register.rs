@@ -3,11 +3,9 @@
 //! operation is polled honouring Retry-After, and failures exit 1 with DPS's
 //! status and message.
 
-mod client_support;
-
 use std::time::Duration;
 
-use client_support::{Chain, Fake, Reply, pki, stderr, stdout};
+use crate::support::{Fake, Reply, TestChain, pki_env, stderr, stdout};
 use serde_json::json;
 
 fn assigned(reg: &str) -> serde_json::Value {
@@ -20,7 +18,7 @@ fn assigned(reg: &str) -> serde_json::Value {
 #[test]
 fn registers_with_the_chain_and_polls() {
     let tmp = tempfile::tempdir().unwrap();
-    let chain = Chain::make(tmp.path(), "Reg", &["dev-1"]);
+    let chain = TestChain::make(tmp.path(), "Reg", &["dev-1"]);
     let fake = Fake::start(vec![chain.root.cert.der.clone()], |req, _| {
         match req.method.as_str() {
             "PUT" => Reply::json(202, json!({"operationId": "op-1", "status": "assigning"}))
@@ -28,7 +26,7 @@ fn registers_with_the_chain_and_polls() {
             _ => Reply::json(200, assigned("dev-1")),
         }
     });
-    let out = pki(
+    let out = pki_env(
         &[
             "register",
             "--id-scope",
@@ -68,7 +66,7 @@ fn registers_with_the_chain_and_polls() {
     assert!(seen[1].at - seen[0].at >= Duration::from_millis(950));
 
     // --json prints the registrationState.
-    let out = pki(
+    let out = pki_env(
         &[
             "register",
             "--id-scope",
@@ -86,14 +84,14 @@ fn registers_with_the_chain_and_polls() {
         &[],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["assignedHub"], "hub-a.azure-devices.net");
 }
 
 #[test]
 fn failures_show_dps_status_and_message() {
     let tmp = tempfile::tempdir().unwrap();
-    let chain = Chain::make(tmp.path(), "Reg", &["dev-1", "dev-2"]);
+    let chain = TestChain::make(tmp.path(), "Reg", &["dev-1", "dev-2"]);
     let fake = Fake::start(vec![chain.root.cert.der.clone()], |req, _| {
         if req.target.contains("/dev-1/") {
             Reply::dps_error(401, 401002, "Certificate not found")
@@ -107,7 +105,7 @@ fn failures_show_dps_status_and_message() {
         }
     });
     let run = |id: &str| {
-        pki(
+        pki_env(
             &[
                 "register",
                 "--id-scope",
@@ -143,8 +141,8 @@ fn failures_show_dps_status_and_message() {
 #[test]
 fn wrong_key_is_bad_input() {
     let tmp = tempfile::tempdir().unwrap();
-    let chain = Chain::make(tmp.path(), "Reg", &["dev-1", "dev-2"]);
-    let out = pki(
+    let chain = TestChain::make(tmp.path(), "Reg", &["dev-1", "dev-2"]);
+    let out = pki_env(
         &[
             "register",
             "--id-scope",

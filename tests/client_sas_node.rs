@@ -4,8 +4,6 @@
 //!
 //! Needs Node.js; the packages come from tests/node (see tests/node_support).
 
-mod node_support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -24,7 +22,7 @@ fn fields(token: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn sas_token_matches_node_sdk() {
-    if !node_support::ensure_node_modules() {
+    if !crate::support::ensure_node_modules() {
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/sas_token.js");

@@ -2,11 +2,9 @@
 //! openssl CLI the way certGen.sh makes them (every key format), self-signed
 //! devices, overwrite refusal and bad input.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::support::*;
 
 fn new_chain(dir: &Path, extra: &[&str]) {
     let mut args = vec!["chain", "new", "--out", s(dir), "-q", "--no-pfx"];

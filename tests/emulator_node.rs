@@ -13,14 +13,11 @@
 //!
 //! Set PKI_SKIP_NODE_TESTS=1 to skip (for example without root).
 
-mod emulator_support;
-mod node_support;
-
 use std::path::Path;
 use std::process::Command;
 
-use emulator_support::{Emulator, SERVICE_API, TestChain};
-use node_support::{ensure_node_modules, node_dir};
+use crate::support::{Emulator, SERVICE_API, TestChain};
+use crate::support::{ensure_node_modules, node_dir};
 use serde_json::{Value, json};
 
 /// Runs a Node script with the emulator's CA trusted and IPv4 first
@@ -220,16 +217,10 @@ async fn official_node_sdks_against_the_emulator_on_port_443() {
 
     // A chain made by `pki chain new` (the tutorial's flow): group on its root,
     // the device sends its full chain.
-    let out = Command::new(env!("CARGO_BIN_EXE_pki"))
-        .args(["chain", "new", "--out"])
+    let out = crate::support::Pki::new(["chain", "new", "--out"])
         .arg(&work)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pki chain new: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .run();
+    assert!(out.status.success(), "pki chain new: {}", out.stderr);
     let root =
         std::fs::read_to_string(work.join("certs/azure-iot-test-only.root.ca.cert.pem")).unwrap();
     put_group(&emu, "node-pki-chain", &root, "enabled").await;

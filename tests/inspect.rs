@@ -1,12 +1,10 @@
 //! `pki inspect`: thumbprints and fields against openssl, `--json`, and
 //! `--chain` with DPS's rules (good chain, and each way a chain goes wrong).
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
-use common::*;
+use crate::support::*;
 
 fn new_chain(dir: &Path, extra: &[&str]) {
     let mut args = vec!["chain", "new", "--out", s(dir), "-q", "--no-pfx"];
@@ -142,13 +140,11 @@ fn der_files_and_several_files_and_stdin() {
     assert_eq!(list[0]["sha1Thumbprint"], fingerprint(&root, "sha1"));
     assert_eq!(list[0], list[1]);
     // `-` reads standard input.
-    let out = pki_cmd()
-        .args(["inspect", "--json", "-"])
-        .stdin(fs::File::open(&root).unwrap())
-        .output()
-        .unwrap();
+    let out = Pki::new(["inspect", "--json", "-"])
+        .stdin(fs::read(&root).unwrap())
+        .run();
     assert_eq!(out.status.code(), Some(0));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.raw_stdout).unwrap();
     assert_eq!(v[0]["sha256Thumbprint"], fingerprint(&root, "sha256"));
 }
 

@@ -8,9 +8,10 @@
 //! that is not installed is skipped with a note on stderr.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use crate::support::Pki;
 
 /// The DPS docs' Java one-liner (`sed 's/^/"/;$ !s/$/\\n" +/;$ s/$/"/'`).
 const SED_JAVA: &str = r#"s/^/"/;$ !s/$/\\n" +/;$ s/$/"/"#;
@@ -135,22 +136,20 @@ fn pki(args: &[&str]) -> Output {
     pki_stdin(args, None)
 }
 
+/// Runs the built pki through the shared runner. Converting a key file
+/// prints that key as a literal on purpose, so a key PEM in the output is
+/// allowed here (the key warning on stderr is checked by its own test).
 fn pki_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pki"))
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run pki");
+    let mut run = Pki::new(args).allow_private_key();
     if let Some(data) = stdin {
-        child.stdin.take().unwrap().write_all(data).unwrap();
+        run = run.stdin(data);
     }
-    child.wait_with_output().unwrap()
+    let run = run.run();
+    Output {
+        status: run.status,
+        stdout: run.raw_stdout,
+        stderr: run.stderr.into_bytes(),
+    }
 }
 
 /// Runs pki, asserts success with nothing on stderr, returns stdout.

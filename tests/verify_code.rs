@@ -2,12 +2,10 @@
 //! intermediate, EC and RSA, pki and openssl/certGen-style CAs, checked with
 //! `openssl verify -partial_chain`; output files, JSON and bad input.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
-use common::*;
+use crate::support::*;
 
 const CODE: &str = "3A1B2C3D4E5F60718293A4B5C6D7E8F9A0B1C2D3E4F5A6B7";
 

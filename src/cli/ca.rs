@@ -22,12 +22,17 @@ use crate::verify_code;
 /// Subcommands of `pki ca`.
 #[derive(Debug, clap::Subcommand)]
 #[command(
-    after_help = "Authentication: export AZURE_ACCESS_TOKEN=$(az account get-access-token --query accessToken -o tsv)"
+    after_help = "Authentication: export AZURE_ACCESS_TOKEN=$(az account get-access-token --query accessToken -o tsv)\n\n\
+Examples:\n  \
+pki ca upload my-root --cert certs/azure-iot-test-only.root.ca.cert.pem $ARM\n  \
+pki ca verify my-intermediate --issuer intermediate $ARM   # proof of possession\n  \
+pki ca list $ARM\n\
+where ARM=\"--subscription $SUB --resource-group rg --dps-name my-dps\""
 )]
 pub enum CaCommand {
     /// Upload (or replace) a CA certificate in the DPS certificate store.
     #[command(
-        after_help = "Example (Azure; export AZURE_ACCESS_TOKEN=$(az account get-access-token --query accessToken -o tsv)):\n  pki ca upload my-root --cert certs/azure-iot-test-only.root.ca.cert.pem \\\n    --subscription $SUB --resource-group rg --dps-name my-dps"
+        after_help = "Example (Azure; AZURE_ACCESS_TOKEN exported as `pki ca --help` shows):\n  pki ca upload my-root --cert certs/azure-iot-test-only.root.ca.cert.pem \\\n    --subscription $SUB --resource-group rg --dps-name my-dps"
     )]
     Upload {
         /// Name of the certificate in DPS.

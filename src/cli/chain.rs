@@ -31,7 +31,8 @@ pub enum ChainCommand {
   1000 devices device-0001 … device-1000, no PFX files:
     pki chain new --devices 1000 --no-pfx
   Named devices with RSA-2048 keys under two intermediates:
-    pki chain new --intermediates 2 --device-key rsa-2048 --device thermostat-1 --device thermostat-2
+    pki chain new --intermediates 2 --device-key rsa-2048 \\
+      --device thermostat-1 --device thermostat-2
   Exactly what certGen.sh makes (RSA-4096, its CNs, 30 days), into ./lab:
     pki chain new --certgen --out lab
 

@@ -31,7 +31,7 @@ const CONFLICT_RETRIES: u32 = 5;
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 #[command(
-    after_help = "The connection string is read from DPS_CONNECTION_STRING (preferred: \
+    after_help = "The connection string is read from DPS_CONNECTION_STRING (preferred:\n\
 command-line arguments are visible to other local users).\n\nExamples:\n  \
 pki enroll line-7 --cert certs/azure-iot-test-only.intermediate.cert.pem\n  \
 pki enroll line-7 --status disabled\n  pki enroll list\n  pki enroll disallow certs/device-0003.cert.pem"

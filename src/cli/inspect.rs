@@ -14,7 +14,8 @@ use crate::inspect::{CertInfo, check_chain, read_certificates};
   Every certificate in a bundle, with DPS-style thumbprints:
     pki inspect certs/device-0001-full-chain.cert.pem
   Check a device chain the way DPS will (order, signatures, validity, CN):
-    pki inspect --chain certs/device-0001-full-chain.cert.pem --root certs/azure-iot-test-only.root.ca.cert.pem
+    pki inspect --chain certs/device-0001-full-chain.cert.pem \\
+      --root certs/azure-iot-test-only.root.ca.cert.pem
   For scripts:
     pki inspect --json certs/azure-iot-test-only.root.ca.cert.pem | jq -r '.[0].sha256Thumbprint'
 

@@ -21,9 +21,11 @@ const GLOBAL_HOST: &str = "global.azure-devices-provisioning.net";
 
 /// Register a device with DPS using its X.509 certificate chain.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  pki register --id-scope 0ne00000001 \
---cert certs/device-0001-full-chain.cert.pem --key private/device-0001.key.pem \
---host localhost:8443 --ca-file emulator-ca.pem")]
+#[command(
+    after_help = "Example:\n  pki register --id-scope 0ne00000001 \\\n    \
+--cert certs/device-0001-full-chain.cert.pem --key private/device-0001.key.pem \\\n    \
+--host localhost:8443 --ca-file emulator-ca.pem"
+)]
 pub struct RegisterArgs {
     /// The DPS ID scope (e.g. 0ne00000001).
     #[arg(long, value_name = "SCOPE")]

@@ -1,33 +1,18 @@
-//! Shared helpers for the `client_*` integration tests: a tiny scripted
-//! HTTPS server (for fault injection the emulator cannot easily produce:
-//! 429s, 500s, races, wrong keys), throw-away CA chains written in
-//! `pki chain new`'s layout, and a runner for the built `pki` binary that
-//! checks the connection string's key never shows up in its output.
+//! A tiny scripted HTTPS server standing in for DPS, for faults the emulator
+//! cannot easily produce (429s, 500s, races, wrong keys).
 //!
-//! The server speaks just enough HTTP/1.1: one request per connection
+//! It speaks just enough HTTP/1.1: one request per connection
 //! (`Connection: close`), bodies by `Content-Length`.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use pki::issue::{Ca, IssuedCert, issue};
-use pki::keys::{KeyType, private_key_pem};
+use pki::issue::{Ca, issue};
+use pki::keys::KeyType;
 use pki::profile::Profile;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The service key used by every test connection string. Tests assert it
-/// never appears in `pki`'s output.
-pub const KEY: &str = "dGVzdC1vbmx5LWtleS1kby1ub3QtdXNlLTAxMjM0NTY3ODk=";
-pub const POLICY: &str = "provisioningserviceowner";
-
-pub fn connection_string(host: &str) -> String {
-    format!("HostName={host};SharedAccessKeyName={POLICY};SharedAccessKey={KEY}")
-}
 
 /// A request as the fake server saw it.
 #[derive(Clone, Debug)]
@@ -270,110 +255,4 @@ async fn read_request<S: tokio::io::AsyncRead + Unpin>(
         at: Instant::now(),
         peer_certs,
     })
-}
-
-/// Runs the built `pki` with `args` and extra environment, and asserts the
-/// service key never appears in stdout or stderr.
-pub fn pki(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pki"));
-    cmd.args(args).env_remove("DPS_CONNECTION_STRING");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !all.contains(KEY) && !all.contains(KEY.trim_end_matches('=')),
-        "the service key leaked into pki's output:\n{all}"
-    );
-    out
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// A root → intermediate → devices chain in `pki chain new`'s layout.
-pub struct Chain {
-    pub dir: PathBuf,
-    pub root: Ca,
-    pub intermediate: Ca,
-}
-
-impl Chain {
-    pub fn root_cert(&self) -> PathBuf {
-        self.dir.join("certs/azure-iot-test-only.root.ca.cert.pem")
-    }
-    pub fn intermediate_cert(&self) -> PathBuf {
-        self.dir
-            .join("certs/azure-iot-test-only.intermediate.cert.pem")
-    }
-    pub fn device_chain(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("certs/{id}-full-chain.cert.pem"))
-    }
-    pub fn device_cert(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("certs/{id}.cert.pem"))
-    }
-    pub fn device_key(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("private/{id}.key.pem"))
-    }
-
-    /// Makes a chain with the given devices under `dir`.
-    pub fn make(dir: &Path, name: &str, devices: &[&str]) -> Chain {
-        std::fs::create_dir_all(dir.join("certs")).unwrap();
-        std::fs::create_dir_all(dir.join("private")).unwrap();
-        let rk = KeyType::EcP256.generate().unwrap();
-        let rk_pem = private_key_pem(&rk, None).unwrap();
-        let root = Ca::create(
-            &Profile::RootCa { path_len: 1 },
-            &format!("{name} Root"),
-            30,
-            rk,
-            None,
-        )
-        .unwrap();
-        let ik = KeyType::EcP256.generate().unwrap();
-        let ik_pem = private_key_pem(&ik, None).unwrap();
-        let intermediate = Ca::create(
-            &Profile::IntermediateCa { path_len: 0 },
-            &format!("{name} Intermediate"),
-            30,
-            ik,
-            Some(&root),
-        )
-        .unwrap();
-        let w = |p: &str, s: &str| std::fs::write(dir.join(p), s).unwrap();
-        w("certs/azure-iot-test-only.root.ca.cert.pem", &root.cert.pem);
-        w("private/azure-iot-test-only.root.ca.key.pem", &rk_pem);
-        w(
-            "certs/azure-iot-test-only.intermediate.cert.pem",
-            &intermediate.cert.pem,
-        );
-        w("private/azure-iot-test-only.intermediate.key.pem", &ik_pem);
-        for id in devices {
-            let k = KeyType::EcP256.generate().unwrap();
-            let c: IssuedCert = issue(&Profile::Device, id, 30, &k, Some(&intermediate)).unwrap();
-            w(&format!("certs/{id}.cert.pem"), &c.pem);
-            w(
-                &format!("certs/{id}-full-chain.cert.pem"),
-                &format!("{}{}{}", c.pem, intermediate.cert.pem, root.cert.pem),
-            );
-            w(
-                &format!("private/{id}.key.pem"),
-                &private_key_pem(&k, None).unwrap(),
-            );
-        }
-        Chain {
-            dir: dir.to_path_buf(),
-            root,
-            intermediate,
-        }
-    }
 }

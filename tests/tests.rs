@@ -1,0 +1,32 @@
+//! The integration tests: one binary (like ripgrep's `tests/tests.rs`), each
+//! file a module, all sharing `support`.
+
+// Shared harness: the `pki` runner, TestChain, Emulator, Node and openssl helpers.
+mod support;
+
+// `pki chain new`: files, profiles, key types, certGen.sh parity, failures.
+mod chain;
+// `pki ca` against a scripted fake DPS: upload and proof of possession.
+mod client_ca;
+// The tutorial flow and Node service SDK interop against `pki emulator`.
+mod client_e2e;
+// DPS client faults: throttling, server errors, races, wrong keys.
+mod client_faults;
+// `pki register` against a scripted fake DPS.
+mod client_register;
+// `pki`'s SAS tokens equal the Node SDK's.
+mod client_sas_node;
+// `pki device new`: devices under pki, certGen.sh and openssl CAs.
+mod device;
+// `pki emulator` over real HTTPS, split by API.
+mod emulator;
+// The emulator with the official Node device and service SDKs.
+mod emulator_node;
+// `pki inspect`: certificate details and DPS chain checks.
+mod inspect;
+// `pki to-string` and `pki to-java-string`, compiled by each language's toolchain.
+mod to_string;
+// `pki verify-code`: proof-of-possession certificates.
+mod verify_code;
+// The command line itself: help, bare group commands, broken pipes.
+mod cli;
