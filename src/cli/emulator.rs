@@ -10,15 +10,16 @@ use crate::error::{Error, Result};
 /// Runs a local Device Provisioning Service: the service API (enrollment
 /// groups, individual enrollments, registration states), the device
 /// registration API (X.509 and symmetric-key devices) and the CA certificate
-/// proof-of-possession calls, on one HTTPS listener. The official Node SDKs
-/// always dial port 443, so run `--listen 127.0.0.1:443` for them (ports
-/// below 1024 need root or CAP_NET_BIND_SERVICE) and trust the CA with
-/// NODE_EXTRA_CA_CERTS; the Python SDKs accept `host:port` in the
+/// proof-of-possession calls, on one HTTPS listener. The official Node and
+/// Java SDKs always dial port 443, so run `--listen 127.0.0.1:443` for them
+/// (ports below 1024 need root or CAP_NET_BIND_SERVICE) and trust the CA with
+/// NODE_EXTRA_CA_CERTS, or for Java the printed -Djavax.net.ssl.trustStore
+/// options (truststore.p12); the Python SDKs accept `host:port` in the
 /// connection string and trust it with REQUESTS_CA_BUNDLE.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
 pki emulator --json\n  \
-sudo pki emulator --listen 127.0.0.1:443   # for the Node SDKs\n  \
+sudo \"$(command -v pki)\" emulator --listen 127.0.0.1:443   # Node, Java\n  \
 pki emulator --in-memory --listen 127.0.0.1:0 --json   # throwaway, free port")]
 pub struct EmulatorArgs {
     /// Address to listen on (port 0 picks a free port; 443 needs root or CAP_NET_BIND_SERVICE).
