@@ -12,15 +12,11 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::fsio::{self, Mode};
+use crate::fsio;
 use crate::layout::Layout;
 use crate::regid::RegistrationId;
 
-/// Password of the Java trust store: Java's own default (`changeit`), since
-/// the store holds only a public CA certificate.
-pub const JAVA_TRUSTSTORE_PASSWORD: &str = "changeit";
-/// File name of the Java trust store written beside the emulator's `ca.pem`.
-pub const JAVA_TRUSTSTORE_FILE: &str = "ca.truststore.p12";
+use crate::emulator::truststore;
 /// The emulator's settings file in its data directory (ID scope, SAS key).
 const SETTINGS_FILE: &str = "emulator.json";
 /// The emulator's service policy.
@@ -61,7 +57,7 @@ impl Endpoint {
         id_scope: String,
         ca_file: PathBuf,
     ) -> Self {
-        let java_truststore = ca_file.with_file_name(JAVA_TRUSTSTORE_FILE);
+        let java_truststore = ca_file.with_file_name(truststore::FILE);
         Endpoint {
             connection_string,
             host,
@@ -196,8 +192,9 @@ pub fn vars(endpoint: &Endpoint, device: Option<&DeviceFiles>) -> Vec<Var> {
         var(
             "JAVA_TOOL_OPTIONS",
             format!(
-                "-Djavax.net.ssl.trustStore={} -Djavax.net.ssl.trustStoreType=PKCS12 -Djavax.net.ssl.trustStorePassword={JAVA_TRUSTSTORE_PASSWORD}",
-                endpoint.java_truststore.display()
+                "-Djavax.net.ssl.trustStore={} -Djavax.net.ssl.trustStoreType=PKCS12 -Djavax.net.ssl.trustStorePassword={}",
+                endpoint.java_truststore.display(),
+                truststore::PASSWORD
             ),
             None,
         ),
@@ -261,41 +258,6 @@ fn dotenv_quote(s: &str) -> String {
     } else {
         format!("\"{}\"", s.replace('\\', r"\\").replace('"', "\\\""))
     }
-}
-
-/// Writes the CA certificate(s) of the PEM file `ca_pem` as a PKCS#12 trust
-/// store Java reads (`trustStoreType=PKCS12`, password [`JAVA_TRUSTSTORE_PASSWORD`]).
-pub fn write_java_truststore(ca_pem: &Path, dest: &Path) -> Result<()> {
-    use p12_keystore::{Certificate, KeyStore, KeyStoreEntry};
-    let data = fsio::read_input(ca_pem)?;
-    let blocks = pem::parse_many(&data)
-        .map_err(|e| Error::input(format!("{} is not PEM: {e}", ca_pem.display())))?;
-    let mut store = KeyStore::new();
-    let mut n = 0;
-    for b in blocks.iter().filter(|b| b.tag() == "CERTIFICATE") {
-        let cert = Certificate::from_der(b.contents()).map_err(|e| {
-            Error::input(format!(
-                "{} holds an unreadable certificate: {e}",
-                ca_pem.display()
-            ))
-        })?;
-        n += 1;
-        store.add_entry(
-            &format!("pki-emulator-ca-{n}"),
-            KeyStoreEntry::Certificate(cert),
-        );
-    }
-    if n == 0 {
-        return Err(Error::input(format!(
-            "{} holds no certificate",
-            ca_pem.display()
-        )));
-    }
-    let der = store
-        .writer(JAVA_TRUSTSTORE_PASSWORD)
-        .write()
-        .map_err(|e| Error::Crypto(format!("cannot build the Java trust store: {e}")))?;
-    fsio::write_atomic(dest, &der, Mode::Public)
 }
 
 #[cfg(test)]

@@ -162,7 +162,7 @@ fn node(emu: &Emulator, args: &[&str]) -> Value {
 
 #[test]
 fn interop_with_the_node_service_sdk_both_ways() {
-    if !crate::support::ensure_node_modules() {
+    if !crate::support::ensure_node_modules("interop_with_the_node_service_sdk_both_ways") {
         return;
     }
     let emu = Emulator::start_in_temp(&[]);

@@ -22,7 +22,7 @@ fn fields(token: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn sas_token_matches_node_sdk() {
-    if !crate::support::ensure_node_modules() {
+    if !crate::support::ensure_node_modules("sas_token_matches_node_sdk") {
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/sas_token.js");

@@ -22,6 +22,8 @@ mod device;
 mod emulator;
 // The emulator with the official Node device and service SDKs.
 mod emulator_node;
+// The emulator with the official Java service and device SDKs (tests/java).
+mod java_sdk;
 // `pki inspect`: certificate details and DPS chain checks.
 mod inspect;
 // `pki to-string` and `pki to-java-string`, compiled by each language's toolchain.

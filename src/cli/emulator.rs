@@ -15,15 +15,16 @@ use crate::error::{Error, Result};
 /// register over MQTT 3.1.1 on the MQTT listener (default port 8883, what
 /// the Python, C, C#, Java and Node MQTT SDKs dial) and over MQTT on
 /// WebSockets at /$iothub/websocket on the HTTPS listener. The official Node
-/// SDKs always dial port 443 for HTTPS and WebSockets, so run `--listen
-/// 127.0.0.1:443` for them (ports below 1024 need root or
-/// CAP_NET_BIND_SERVICE) and trust the CA with NODE_EXTRA_CA_CERTS; the
-/// Python service SDK accepts `host:port` in the connection string and trusts
-/// it with REQUESTS_CA_BUNDLE.
+/// and Java SDKs always dial port 443 for HTTPS and WebSockets, so run
+/// `--listen 127.0.0.1:443` for them (ports below 1024 need root or
+/// CAP_NET_BIND_SERVICE) and trust the CA with NODE_EXTRA_CA_CERTS, or for
+/// Java the printed -Djavax.net.ssl.trustStore options (truststore.p12); the
+/// Python SDKs accept `host:port` in the connection string and trust it with
+/// REQUESTS_CA_BUNDLE.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
 pki emulator --json\n  \
-sudo pki emulator --listen 127.0.0.1:443   # for the Node SDKs\n  \
+sudo \"$(command -v pki)\" emulator --listen 127.0.0.1:443   # Node, Java\n  \
 pki emulator --in-memory --listen 127.0.0.1:0 --json   # throwaway, free ports\n  \
 pki emulator --no-mqtt   # HTTPS only")]
 pub struct EmulatorArgs {
@@ -64,10 +65,14 @@ pub struct EmulatorArgs {
     /// Also require a verified CA (from the certificate store) in every device chain.
     #[arg(long)]
     pub require_verified_ca: bool,
+    /// Refuse api-versions the real DPS has retired (e.g. the service API's 2019-03-31,
+    /// still sent by the C# v1 and Java service SDKs) with its 400, instead of logging a warning.
+    #[arg(long)]
+    pub strict_api_versions: bool,
     /// Do not log refused requests and registrations on stderr.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Print one JSON object (connectionString, idScope, caFile, listen, mqttListen, serviceHost) on stdout.
+    /// Print one JSON object (connectionString, idScope, caFile, trustStore, trustStorePassword, listen, mqttListen, serviceHost) on stdout.
     #[arg(long)]
     pub json: bool,
     /// Print the environment block for the emulator using --data and --listen, then exit
@@ -97,7 +102,7 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
             args.sas_key.as_deref(),
             args.id_scope.as_deref(),
         )?;
-        envblock::write_java_truststore(&ep.ca_file, &ep.java_truststore)?;
+        crate::emulator::truststore::write(&args.data)?;
         let vars = envblock::vars(&ep, device.as_ref());
         return super::output::write_stdout(envblock::render(format, &ep, &vars).as_bytes());
     }
@@ -116,6 +121,7 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
         id_scope: args.id_scope,
         iot_hubs: args.iot_hubs,
         require_verified_ca: args.require_verified_ca,
+        strict_api_versions: args.strict_api_versions,
         log: !args.quiet,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -135,7 +141,6 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
                 s.id_scope.clone(),
                 s.ca_file.clone(),
             );
-            envblock::write_java_truststore(&ep.ca_file, &ep.java_truststore)?;
             println!("pki emulator listening on https://{}", s.listen);
             println!("  service connection string: {}", s.connection_string);
             println!("  ID scope:                  {}", s.id_scope);
@@ -144,6 +149,8 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
             println!("  CA file to trust:          {ca}");
             println!("    Node:   NODE_EXTRA_CA_CERTS={ca}  (the Node SDKs always use port 443)");
             println!("    Python: REQUESTS_CA_BUNDLE={ca}  (accepts HostName=host:port)");
+            let java = crate::emulator::truststore::java_options(&s.trust_store);
+            println!("    Java:   java {java}  (the Java SDKs always use port 443)");
             match s.mqtt_listen {
                 Some(m) => {
                     println!("  MQTT (device SDKs):        mqtts://{m}");

@@ -28,8 +28,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::client::Registration;
-use super::vocab::RegistrationStatus;
 use super::http::{ErrorDetail, HttpError, USER_AGENT};
+use super::vocab::RegistrationStatus;
 use crate::error::{Error, Result};
 
 /// api-version in the username (what Python, Node and C# send).
@@ -382,12 +382,20 @@ impl Session {
             }
             let v: Value =
                 serde_json::from_str(&text).map_err(|_| self.broken("the reply is not JSON"))?;
-            let st = RegistrationStatus::parse(v.get("status").and_then(Value::as_str).unwrap_or(""));
+            let st =
+                RegistrationStatus::parse(v.get("status").and_then(Value::as_str).unwrap_or(""));
             if st.is_final() {
                 let _ = self.send(Packet::Disconnect).await;
-                return Ok(Registration { status: st, body: v });
+                return Ok(Registration {
+                    status: st,
+                    body: v,
+                });
             }
-            progress(if st.as_str().is_empty() { "waiting" } else { st.as_str() });
+            progress(if st.as_str().is_empty() {
+                "waiting"
+            } else {
+                st.as_str()
+            });
             let wait = Duration::from_secs(retry.unwrap_or(2));
             if start.elapsed() + wait > deadline {
                 return Err(Error::Service(format!(

@@ -99,7 +99,8 @@ pub fn error_response(e: &DpsError) -> Response<Body> {
 }
 
 /// Whether an `If-Match` value matches `etag`: verbatim, `*`, or with one
-/// layer of quotes (and `W/`) removed, since C# v1 wraps etags in quotes (§3.2).
+/// layer of quotes (and `W/`) removed, since C# v1 wraps etags in quotes (§3.2),
+/// so its forced update sends `"*"`.
 pub fn etag_matches(if_match: &str, etag: &str) -> bool {
     let v = if_match.trim();
     if v == "*" || v == etag {
@@ -108,7 +109,7 @@ pub fn etag_matches(if_match: &str, etag: &str) -> bool {
     let v = v.strip_prefix("W/").unwrap_or(v);
     v.strip_prefix('"')
         .and_then(|s| s.strip_suffix('"'))
-        .is_some_and(|s| s == etag)
+        .is_some_and(|s| s == etag || s == "*")
 }
 
 #[cfg(test)]
@@ -121,6 +122,7 @@ mod tests {
         assert!(etag_matches("\"abc=\"", "abc="));
         assert!(etag_matches("W/\"abc=\"", "abc="));
         assert!(etag_matches("*", "abc="));
+        assert!(etag_matches("\"*\"", "abc="));
         assert!(!etag_matches("abd=", "abc="));
     }
 

@@ -27,6 +27,7 @@
 //! server certificate, the SAS key of policy `provisioningserviceowner` and
 //! an ID scope; [`serve`] then runs until Ctrl-C or SIGTERM.
 
+pub mod api_versions;
 pub mod arm;
 pub mod attest;
 pub mod certs;
@@ -43,6 +44,7 @@ pub mod service;
 pub mod status;
 pub mod store;
 pub mod tls;
+pub mod truststore;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -94,6 +96,8 @@ pub struct Options {
     pub iot_hubs: Vec<String>,
     /// Require a verified CA certificate (certificate store) in every device chain.
     pub require_verified_ca: bool,
+    /// Refuse api-versions the real service has retired (400), instead of warning.
+    pub strict_api_versions: bool,
     /// Print one stderr line per refused request and per registration.
     pub log: bool,
 }
@@ -117,6 +121,9 @@ pub struct Started {
     pub id_scope: String,
     /// The PEM file clients must trust.
     pub ca_file: PathBuf,
+    /// The same CA as a Java trust store (PKCS#12, password [`truststore::PASSWORD`]).
+    pub trust_store: PathBuf,
+    pub trust_store_password: &'static str,
     /// The address actually bound.
     pub listen: SocketAddr,
     /// The MQTT listener's address (`null` with `--no-mqtt`).
@@ -144,6 +151,8 @@ pub struct State {
     pub id_scope: String,
     pub iot_hubs: Vec<String>,
     pub require_verified_ca: bool,
+    pub strict_api_versions: bool,
+    pub api_warnings: api_versions::Warned,
     pub log: bool,
     pub operations: Mutex<Operations>,
     /// Recent registration attempts, for the status page.
@@ -203,6 +212,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         settings.id_scope = s.clone();
     }
     let tls = tls::server_config(&chain_pem, &key_pem, &[b"http/1.1"])?;
+    let trust_store = truststore::write(&opts.data)?;
     let store = if opts.in_memory {
         store::Store::in_memory()?
     } else {
@@ -257,6 +267,8 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         ),
         id_scope: settings.id_scope.clone(),
         ca_file,
+        trust_store,
+        trust_store_password: truststore::PASSWORD,
         listen: addr,
         mqtt_listen: mqtt_addr,
         device_endpoint: format!("https://{service_host}"),
@@ -268,6 +280,8 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         id_scope: settings.id_scope,
         iot_hubs: opts.iot_hubs.clone(),
         require_verified_ca: opts.require_verified_ca,
+        strict_api_versions: opts.strict_api_versions,
+        api_warnings: api_versions::Warned::default(),
         log: opts.log,
         operations: Mutex::new(Operations::default()),
         attempts: status::Attempts::default(),

@@ -29,15 +29,14 @@ use rumqttc::mqttbytes::v4::{
 };
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
 
+use super::api_versions;
+
 /// Largest packet accepted (remaining length): a 256 KiB body plus topic.
 pub const MAX_PACKET: usize = 256 * 1024 + 4096;
 /// Longest topic name accepted.
 pub const MAX_TOPIC: usize = 1024;
 /// Longest `$rid` echoed.
 const MAX_RID: usize = 128;
-/// The api-versions the device API accepts (the same list as HTTPS).
-const API_VERSIONS: &[&str] = super::registration::API_VERSIONS;
-
 const REGISTER: &str = "$dps/registrations/PUT/iotdps-register";
 const POLL: &str = "$dps/registrations/GET/iotdps-get-operationstatus";
 
@@ -365,10 +364,16 @@ fn parse_username(username: &str) -> Result<(String, String), String> {
         .map(|(_, v)| v);
     match version {
         None => Err(bad("names no api-version")),
-        Some(v) if API_VERSIONS.contains(&v) => Ok((scope.to_string(), reg.to_string())),
+        Some(v) if api_versions::status(api_versions::Api::Device, v).is_some() => {
+            Ok((scope.to_string(), reg.to_string()))
+        }
         Some(v) => Err(bad(&format!(
             "names api-version {v}, which the emulator does not know (it accepts {})",
-            API_VERSIONS.join(", ")
+            api_versions::VERSIONS
+                .iter()
+                .map(|(v, _, _)| *v)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }

@@ -26,17 +26,6 @@ use super::store::{REG_BY_GROUP, REGISTRATIONS, SEP, StoreResult, get_json, stor
 use super::{DEFAULT_HUB, State};
 use crate::regid::RegistrationId;
 
-/// api-versions of the service and device APIs (contract §2.2).
-pub const API_VERSIONS: &[&str] = &[
-    "2018-09-01-preview",
-    "2018-11-01",
-    "2019-03-31",
-    "2021-06-01",
-    "2021-10-01",
-    "2021-11-01-preview",
-    "2025-07-01-preview",
-];
-
 /// Seconds clients wait before polling. Node honours 0–1 directly; C# raises
 /// anything under 2 to 2; Azure sends 3 (§7.6, §13).
 pub const RETRY_AFTER: u32 = 1;

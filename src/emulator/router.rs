@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, Response, header};
 use percent_encoding::percent_decode_str;
 
+use super::api_versions::{self, Api};
 use super::errors::{DpsError, DpsResult};
 use super::http::{PeerChain, Req, error_response};
 use super::{State, arm, device, service};
@@ -23,8 +24,6 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 /// before the 413, so the client sees the answer instead of a reset
 /// connection while it is still sending.
 const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
-
-pub use super::registration::API_VERSIONS;
 
 /// Answers one request. Never panics on client input: every failure is an [`DpsError`].
 pub async fn handle(
@@ -103,7 +102,7 @@ async fn parse_and_dispatch(
             super::status::dispatch(&state, &req, true)
         }
         Some("enrollmentgroups" | "enrollments" | "registrations") => {
-            check_api_version(&req, API_VERSIONS)?;
+            check_dps_api_version(&state, &req, Api::Service, path)?;
             service::dispatch(&state, &req).await
         }
         Some("subscriptions") => {
@@ -116,7 +115,7 @@ async fn parse_and_dispatch(
                 .get(1)
                 .is_some_and(|s| s.eq_ignore_ascii_case("registrations")) =>
         {
-            check_api_version(&req, API_VERSIONS)?;
+            check_dps_api_version(&state, &req, Api::Device, path)?;
             device::dispatch(&state, &req).await
         }
         _ => Err(DpsError::not_found(
@@ -175,6 +174,21 @@ async fn read_body_unbounded(mut body: hyper::body::Incoming) -> DpsResult<axum:
         return Err(DpsError::too_large(BODY_LIMIT));
     }
     Ok(buf.into())
+}
+
+/// The service and device APIs' versions: retired ones warn once per client, or fail when strict.
+fn check_dps_api_version(state: &State, req: &Req, api: Api, path: &str) -> DpsResult<()> {
+    // C# v1 names its header `UserAgent` (sdk-wire A.1).
+    let client = req
+        .header("user-agent")
+        .or_else(|| req.header("useragent"))
+        .unwrap_or("a client without User-Agent");
+    let policy = api_versions::Policy {
+        strict: state.strict_api_versions,
+        log: state.log,
+    };
+    let v = req.query("api-version");
+    api_versions::check(api, v, path, client, policy, &state.api_warnings)
 }
 
 fn check_api_version(req: &Req, accepted: &[&str]) -> DpsResult<()> {

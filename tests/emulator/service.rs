@@ -370,3 +370,173 @@ async fn bulk_operations_and_individual_enrollment_queries() {
     let (_, _, body) = call(&emu, &c, Method::POST, "/enrollments/query", &[], None).await;
     assert_eq!(body, "[]");
 }
+
+/// C# v1 quotes every `If-Match` (sdk-wire A.1), so its forced update sends `"*"`: it forces like `*`.
+#[tokio::test]
+async fn quoted_star_if_match_forces_an_update() {
+    let dir = tmp();
+    let emu = Emulator::start(dir.path(), &["--in-memory"]);
+    let c = emu.client(None);
+    let pem = TestChain::new("QuotedStar").intermediate.cert.pem;
+    let put = |if_match: Option<&'static str>| {
+        let (emu, c, pem) = (&emu, &c, &pem);
+        async move {
+            let h: Vec<(&str, &str)> = if_match.map(|m| ("if-match", m)).into_iter().collect();
+            call(
+                emu,
+                c,
+                Method::PUT,
+                "/enrollmentGroups/quoted-star",
+                &h,
+                Some(x509_group("quoted-star", pem)),
+            )
+            .await
+        }
+    };
+    let (s, _, body) = put(None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let etag1 = j(&body)["etag"].as_str().unwrap().to_string();
+    let (s, _, body) = put(Some("\"*\"")).await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "If-Match: \"*\" must force the update: {body}"
+    );
+    assert_ne!(j(&body)["etag"].as_str().unwrap(), etag1);
+    // A quoted etag that is not current still fails, and so does a bare one.
+    let (s, _, body) = put(Some("\"bm90LWN1cnJlbnQ=\"")).await;
+    assert_eq!(s, StatusCode::PRECONDITION_FAILED, "{body}");
+    assert_eq!(j(&body)["errorCode"], 412001);
+}
+
+/// A raw request with an explicit api-version and client name (`UserAgent`
+/// is the header name C# v1 uses).
+async fn versioned(
+    emu: &Emulator,
+    c: &Client,
+    path: &str,
+    version: &str,
+    ua: (&str, &str),
+) -> (StatusCode, String) {
+    let r = c
+        .get(emu.url(&format!("{path}?api-version={version}")))
+        .header("authorization", emu.sas())
+        .header(ua.0, ua.1)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+/// The service API's 2019-03-31 (C# v1, Java 2.x) is retired: accepted with
+/// one warning per client; `--strict-api-versions` answers the cloud's 400.
+#[tokio::test]
+async fn retired_service_api_version_warns_once_per_client_and_strict_refuses_it() {
+    let dir = tmp();
+    let log = dir.path().join("emu.log");
+    let emu = Emulator::start_logging(&dir.path().join("data"), &["--in-memory"], &log);
+    let c = emu.client(None);
+    for _ in 0..3 {
+        let (s, body) = versioned(
+            &emu,
+            &c,
+            "/enrollmentGroups/none",
+            "2019-03-31",
+            ("user-agent", "client-a/1"),
+        )
+        .await;
+        assert_eq!(
+            s,
+            StatusCode::NOT_FOUND,
+            "accepted, then the group is missing: {body}"
+        );
+    }
+    let (s, _) = versioned(
+        &emu,
+        &c,
+        "/enrollmentGroups/none",
+        "2019-03-31",
+        ("useragent", "client-b/1"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = versioned(
+        &emu,
+        &c,
+        "/enrollmentGroups/none",
+        "2021-10-01",
+        ("user-agent", "client-c/1"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("warning:")).collect();
+    assert_eq!(warnings.len(), 2, "one per client:\n{text}");
+    for (w, client) in warnings.iter().zip(["client-a/1", "client-b/1"]) {
+        assert!(
+            w.contains(client)
+                && w.contains("service api-version 2019-03-31")
+                && w.contains("retired in December 2024")
+                && w.contains("the current version is 2021-10-01"),
+            "{w}"
+        );
+    }
+    drop(emu);
+
+    let strict = Emulator::start(
+        &dir.path().join("strict"),
+        &["--in-memory", "--strict-api-versions"],
+    );
+    let c = strict.client(None);
+    let (s, body) = versioned(
+        &strict,
+        &c,
+        "/enrollmentGroups/g1",
+        "2019-03-31",
+        ("user-agent", "x"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let v = j(&body);
+    assert!(
+        v["Message"]
+            .as_str()
+            .unwrap()
+            .starts_with("ErrorCode:ArgumentInvalid;Unknown api version; uri: /enrollmentGroups/g1?api-version=2019-03-31"),
+        "{body}"
+    );
+    assert!(
+        v["ExceptionMessage"]
+            .as_str()
+            .unwrap()
+            .starts_with("Tracking ID:"),
+        "{body}"
+    );
+    let (s, _) = versioned(
+        &strict,
+        &c,
+        "/enrollmentGroups/g1",
+        "2021-10-01",
+        ("user-agent", "x"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a current version passes");
+    // The device API's 2019-03-31 (every device SDK sends it) is not retired: strict lets it through
+    // to authentication.
+    let r = c
+        .put(strict.url(&format!(
+            "/{}/registrations/dev-1/register?api-version=2019-03-31",
+            strict.id_scope()
+        )))
+        .header("content-type", "application/json")
+        .body(r#"{"registrationId":"dev-1"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        r.text().await.unwrap()
+    );
+}

@@ -12,9 +12,11 @@
 
 mod fake;
 mod openssl;
+mod tools;
 
 pub use fake::*;
 pub use openssl::*;
+pub use tools::*;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -308,7 +310,7 @@ pub fn openssl(args: &[&str]) -> Run {
         Command::new("openssl")
             .args(args)
             .output()
-            .expect("cannot run openssl (is it installed?)"),
+            .unwrap_or_else(|_| panic!("{}", missing_tool_message("openssl"))),
     )
 }
 
@@ -319,7 +321,7 @@ pub fn openssl_in(dir: &Path, args: &[&str]) -> Run {
             .current_dir(dir)
             .args(args)
             .output()
-            .expect("cannot run openssl (is it installed?)"),
+            .unwrap_or_else(|_| panic!("{}", missing_tool_message("openssl"))),
     )
 }
 
@@ -495,29 +497,77 @@ impl Emulator {
     }
 
     pub fn start_on(data: &Path, listen: &str, extra: &[&str]) -> Emulator {
+        Self::try_start(data, listen, extra, Stdio::inherit(), true)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts `pki emulator` without `--quiet`, its log (stderr) going to `log`.
+    pub fn start_logging(data: &Path, extra: &[&str], log: &Path) -> Emulator {
+        let file = fs::File::create(log).unwrap();
+        Self::try_start(data, "127.0.0.1:0", extra, Stdio::from(file), false)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts the emulator on 127.0.0.1:443, waiting (up to two minutes)
+    /// while another test or process holds the port. Hold [`port_443`] first.
+    pub fn start_on_443(data: &Path, extra: &[&str]) -> Emulator {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            // The bind error goes to stderr: a file, read on failure.
+            let log = data.with_extension("start.log");
+            let file = fs::File::create(&log).unwrap();
+            match Self::try_start(data, "127.0.0.1:443", extra, Stdio::from(file), true) {
+                Ok(emu) => return emu,
+                Err(e) => {
+                    let why = fs::read_to_string(&log).unwrap_or_default();
+                    if !why.contains("in use") || std::time::Instant::now() > deadline {
+                        panic!("{e}\n{why}");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    fn try_start(
+        data: &Path,
+        listen: &str,
+        extra: &[&str],
+        stderr: Stdio,
+        quiet: bool,
+    ) -> Result<Emulator, String> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut cmd = Command::new(pki_bin());
         clean_env(&mut cmd);
         let mut child = cmd
-            .args([
-                "emulator", "--json", "--quiet", "--listen", listen, "--data",
-            ])
+            .args(["emulator", "--json", "--listen", listen, "--data"])
             .arg(data)
+            .args(quiet.then_some("--quiet"))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start pki emulator");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
         stdout.read_line(&mut line).expect("read start-up line");
-        let info: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("start-up line is not JSON ({e}): {line:?}"));
+        let info: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "pki emulator on {listen}: start-up line is not JSON ({e}): {line:?}"
+                ));
+            }
+        };
         for field in [
             "connectionString",
             "idScope",
             "caFile",
+            "trustStore",
+            "trustStorePassword",
             "listen",
             "serviceHost",
         ] {
@@ -528,7 +578,7 @@ impl Emulator {
         }
         let addr: SocketAddr = info["listen"].as_str().unwrap().parse().unwrap();
         let key = shared_access_key(info["connectionString"].as_str().unwrap()).unwrap();
-        Emulator {
+        Ok(Emulator {
             child,
             info,
             addr,
@@ -536,7 +586,7 @@ impl Emulator {
             key,
             _stdout: stdout,
             scratch: None,
-        }
+        })
     }
 
     fn s(&self, k: &str) -> String {
@@ -665,20 +715,43 @@ pub fn node_dir() -> PathBuf {
 
 static INSTALL: Mutex<()> = Mutex::new(());
 
-/// Makes sure `node` runs and tests/node/node_modules is installed (with
-/// `npm ci` from the committed lock file). A missing Node.js fails the test:
-/// it never passes silently. Returns false (after a note on stderr) only when
-/// PKI_SKIP_NODE_TESTS is set on purpose.
-pub fn ensure_node_modules() -> bool {
-    if std::env::var_os("PKI_SKIP_NODE_TESTS").is_some() {
-        eprintln!("PKI_SKIP_NODE_TESTS is set: skipping a Node SDK test");
+/// Held by every test that listens on 127.0.0.1:443 (the Node and Java SDK tests).
+static PORT_443: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Serialises the tests of this binary that need port 443 (from a plain `#[test]`).
+pub fn port_443() -> tokio::sync::MutexGuard<'static, ()> {
+    PORT_443.blocking_lock()
+}
+
+/// [`port_443`] from an async test.
+pub async fn port_443_async() -> tokio::sync::MutexGuard<'static, ()> {
+    PORT_443.lock().await
+}
+
+/// Makes sure `node` (20 or later) runs and tests/node/node_modules is
+/// installed (with `npm ci` from the committed lock file). A missing Node.js
+/// fails the test with one line; returns false (after a visible `SKIPPED:`
+/// line) only when `PKI_TEST_SKIP` lists `node`.
+#[track_caller]
+pub fn ensure_node_modules(test: &str) -> bool {
+    if !require_tool("node", test) {
         return false;
     }
     let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let node = Command::new("node").arg("--version").output();
+    let version = Command::new("node").arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&version.stdout);
+    let major: u32 = text
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
     assert!(
-        node.is_ok_and(|o| o.status.success()),
-        "these tests need Node.js (20 or later) on PATH; install it, or set PKI_SKIP_NODE_TESTS=1"
+        major >= 20,
+        "these tests need Node.js 20 or later, found {}: {}",
+        text.trim(),
+        missing_tool_message("node")
     );
     let dir = node_dir();
     let installed = [
@@ -691,6 +764,10 @@ pub fn ensure_node_modules() -> bool {
     .iter()
     .all(|m| dir.join("node_modules").join(m).is_dir());
     if !installed {
+        assert!(
+            require_tool("npm", test),
+            "npm is listed in PKI_TEST_SKIP but node is not"
+        );
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir)
