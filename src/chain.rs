@@ -10,14 +10,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+pub use crate::ca_dir::{IssuerChoice, LoadedCa, load_issuer};
 use crate::error::{Error, Result};
 use crate::fsio::{Mode, Staging, ensure_dir};
 use crate::issue::{Ca, check_days, issue};
-use crate::keys::{KeyType, load_private_key, private_key_pem};
-use crate::layout::Layout;
+use crate::keys::{KeyType, private_key_pem};
+use crate::layout::{FileKind, Layout};
 use crate::manifest::{Entry, Manifest};
 use crate::pfx::{self, PfxOptions};
-use crate::profile::Profile;
+use crate::profile::{Profile, Role};
 
 /// certGen.sh's (sdk-c) root CN.
 pub const CERTGEN_ROOT_CN: &str = "Azure IoT Hub CA Cert Test Only";
@@ -96,10 +97,10 @@ pub fn check_unique(ids: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn files(pairs: &[(&str, &Path)], layout: &Layout) -> BTreeMap<String, String> {
+fn files(pairs: &[(FileKind, &Path)], layout: &Layout) -> BTreeMap<FileKind, String> {
     pairs
         .iter()
-        .map(|(k, p)| (k.to_string(), layout.relative(p)))
+        .map(|(k, p)| (*k, layout.relative(p)))
         .collect()
 }
 
@@ -159,10 +160,13 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
     )?;
     staging.write(&layout.root_cert(), root.cert.pem.as_bytes(), Mode::Public)?;
     summary.issued.push(Entry::new(
-        "root-ca",
+        Role::RootCa,
         &root.cert.der,
         files(
-            &[("cert", &layout.root_cert()), ("key", &layout.root_key())],
+            &[
+                (FileKind::Cert, &layout.root_cert()),
+                (FileKind::Key, &layout.root_key()),
+            ],
             &layout,
         ),
     )?);
@@ -192,9 +196,12 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
         )?;
         staging.write(&cert_path, ca.cert.pem.as_bytes(), Mode::Public)?;
         summary.issued.push(Entry::new(
-            "intermediate-ca",
+            Role::IntermediateCa,
             &ca.cert.der,
-            files(&[("cert", &cert_path), ("key", &key_path)], &layout),
+            files(
+                &[(FileKind::Cert, &cert_path), (FileKind::Key, &key_path)],
+                &layout,
+            ),
         )?);
         cas.push(ca);
     }
@@ -276,9 +283,16 @@ fn issue_edge_ca(
     staging.write(&c, cert.pem.as_bytes(), Mode::Public)?;
     staging.write(&f, full.as_bytes(), Mode::Public)?;
     Entry::new(
-        "edge-ca",
+        Role::EdgeCa,
         &cert.der,
-        files(&[("cert", &c), ("fullChain", &f), ("key", &k)], layout),
+        files(
+            &[
+                (FileKind::Cert, &c),
+                (FileKind::FullChain, &f),
+                (FileKind::Key, &k),
+            ],
+            layout,
+        ),
     )
 }
 
@@ -425,13 +439,13 @@ fn issue_device(
         Mode::Secret,
     )?;
     staging.write(&c, cert.pem.as_bytes(), Mode::Public)?;
-    let mut file_list = vec![("cert", c.as_path()), ("key", k.as_path())];
+    let mut file_list = vec![(FileKind::Cert, c.as_path()), (FileKind::Key, k.as_path())];
     if issuer.is_some() {
         let mut full = String::with_capacity(cert.pem.len() + chain_pem.len());
         full.push_str(&cert.pem);
         full.push_str(chain_pem);
         staging.write(&f, full.as_bytes(), Mode::Public)?;
-        file_list.push(("fullChain", f.as_path()));
+        file_list.push((FileKind::FullChain, f.as_path()));
     }
     if let Some(opts) = &plan.pfx {
         let mut ders: Vec<&[u8]> = vec![&cert.der];
@@ -440,153 +454,12 @@ fn issue_device(
         }
         let pfx = pfx::build(id, key.serialized_der(), &ders, opts)?;
         staging.write(&p, &pfx, Mode::Secret)?;
-        file_list.push(("pfx", p.as_path()));
+        file_list.push((FileKind::Pfx, p.as_path()));
     }
     Ok((
-        Entry::new("device", &cert.der, files(&file_list, layout))?,
+        Entry::new(Role::Device, &cert.der, files(&file_list, layout))?,
         cert.capped,
     ))
-}
-
-/// Which CA of an existing directory signs new devices.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IssuerChoice {
-    /// The lowest intermediate (or the root when there is none).
-    Intermediate,
-    /// The root CA.
-    Root,
-    /// A CA certificate file; its key is found next to it in `private/`, or given.
-    Path(PathBuf),
-}
-
-/// An existing CA loaded from disk, with its chain up to the root.
-pub struct LoadedCa {
-    /// The signing CA.
-    pub ca: Ca,
-    /// DER certificates above the signer, nearest first, ending at the root.
-    pub above: Vec<Vec<u8>>,
-}
-
-/// Loads the signing CA of a pki or certGen.sh directory.
-///
-/// `key_path` overrides where the key is read from; `password` decrypts it.
-pub fn load_issuer(
-    layout: &Layout,
-    choice: &IssuerChoice,
-    key_path: Option<&Path>,
-    password: Option<&str>,
-) -> Result<LoadedCa> {
-    let intermediates = layout.count_intermediates();
-    let root_pem = || -> Result<Vec<u8>> {
-        layout.require_ca()?;
-        Ok(crate::inspect::read_certificates(
-            &crate::fsio::read_input(&layout.root_cert())?,
-            &layout.relative(&layout.root_cert()),
-        )?
-        .remove(0))
-    };
-    let (cert_path, default_key, above): (PathBuf, PathBuf, Vec<Vec<u8>>) = match choice {
-        IssuerChoice::Root => (layout.root_cert(), layout.root_key(), Vec::new()),
-        IssuerChoice::Intermediate if intermediates == 0 => {
-            (layout.root_cert(), layout.root_key(), Vec::new())
-        }
-        IssuerChoice::Intermediate => {
-            let mut above = Vec::new();
-            for n in (1..intermediates).rev() {
-                above.push(read_first_cert(&layout.intermediate_cert(n), layout)?);
-            }
-            above.push(root_pem()?);
-            (
-                layout.intermediate_cert(intermediates),
-                layout.intermediate_key(intermediates),
-                above,
-            )
-        }
-        IssuerChoice::Path(p) => {
-            // A key next to the certificate: certs/x.cert.pem → private/x.key.pem.
-            let stem = p
-                .file_name()
-                .map(|f| {
-                    f.to_string_lossy()
-                        .replace(".cert.pem", "")
-                        .replace(".pem", "")
-                })
-                .unwrap_or_default();
-            let guess = p
-                .parent()
-                .and_then(Path::parent)
-                .map(|d| d.join("private").join(format!("{stem}.key.pem")))
-                .unwrap_or_default();
-            (p.clone(), guess, Vec::new())
-        }
-    };
-    let above = match choice {
-        IssuerChoice::Path(p) => chain_above(&read_first_cert(p, layout)?, layout),
-        _ => above,
-    };
-    if !matches!(choice, IssuerChoice::Path(_)) {
-        layout.require_ca()?;
-    }
-    let cert_der = read_first_cert(&cert_path, layout)?;
-    let key_path = key_path.map(Path::to_path_buf).unwrap_or(default_key);
-    if !key_path.exists() {
-        return Err(Error::input(format!(
-            "the CA key {} is missing; pass it with --ca-key",
-            key_path.display()
-        )));
-    }
-    let key = load_private_key(
-        &crate::fsio::read_input(&key_path)?,
-        password,
-        &key_path.display().to_string(),
-        "--ca-key-password or PKI_CA_KEY_PASSWORD (certGen.sh uses 1234)",
-    )?;
-    let ca = Ca::from_parts(&cert_der, key, &cert_path.display().to_string())?;
-    Ok(LoadedCa { ca, above })
-}
-
-/// The certificates above `cert` among the directory's CAs (intermediates
-/// and root), nearest first, found by issuer name and signature; stops at a
-/// self-signed certificate or when no issuer is found.
-fn chain_above(cert: &[u8], layout: &Layout) -> Vec<Vec<u8>> {
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    let candidates: Vec<Vec<u8>> = (1..=layout.count_intermediates())
-        .map(|n| layout.intermediate_cert(n))
-        .chain(std::iter::once(layout.root_cert()))
-        .filter_map(|p| read_first_cert(&p, layout).ok())
-        .collect();
-    let mut above: Vec<Vec<u8>> = Vec::new();
-    let mut current = cert.to_vec();
-    while above.len() < candidates.len() {
-        let Ok((_, cur)) = X509Certificate::from_der(&current) else {
-            break;
-        };
-        if cur.subject() == cur.issuer() {
-            break;
-        }
-        let parent = candidates.iter().find(|c| {
-            X509Certificate::from_der(c).is_ok_and(|(_, p)| {
-                p.subject() == cur.issuer()
-                    && c.as_slice() != current.as_slice()
-                    && cur.verify_signature(Some(p.public_key())).is_ok()
-            })
-        });
-        match parent {
-            Some(p) if !above.contains(p) => {
-                above.push(p.clone());
-                current = p.clone();
-            }
-            _ => break,
-        }
-    }
-    above
-}
-
-fn read_first_cert(path: &Path, layout: &Layout) -> Result<Vec<u8>> {
-    Ok(
-        crate::inspect::read_certificates(&crate::fsio::read_input(path)?, &layout.relative(path))?
-            .remove(0),
-    )
 }
 
 /// `pki device new`: devices under an existing CA.

@@ -1,19 +1,20 @@
-//! Reading certificates back: [`CertInfo`] describes one certificate the way
-//! DPS and openssl show it, and [`check_chain`] applies DPS's X.509 rules to
+//! Reading certificates back: [`CertDetails`] describes one certificate the
+//! way DPS and openssl show it, and [`check_chain`] applies DPS's X.509 rules to
 //! a device's full chain (dps-protocol.md §8), explaining each failure.
 
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
+use x509_parser::prelude::{ParsedExtension, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
+use crate::cert::{self, Thumbprints, hex_colons, hex_upper, parse_der};
 use crate::error::{Error, Result};
 
 /// Everything `pki inspect` shows about one certificate.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CertInfo {
+pub struct CertDetails {
     /// `CN=…` (RFC 4514 style, as DPS shows `subjectName`).
     pub subject: String,
     /// `CN=…` of the issuer.
@@ -52,79 +53,8 @@ pub struct CertInfo {
     pub self_signed: bool,
 }
 
-/// Upper-case hex, no separators.
-pub fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
-
-fn hex_colons(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// (SHA-1, SHA-256) thumbprints of a DER certificate, upper-case hex.
-pub fn thumbprints(der: &[u8]) -> (String, String) {
-    use aws_lc_rs::digest::{SHA1_FOR_LEGACY_USE_ONLY, SHA256, digest};
-    (
-        hex_upper(digest(&SHA1_FOR_LEGACY_USE_ONLY, der).as_ref()),
-        hex_upper(digest(&SHA256, der).as_ref()),
-    )
-}
-
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
-}
-
-/// Parses one DER certificate; `what` names it in errors.
-pub fn parse_der<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>> {
-    X509Certificate::from_der(der)
-        .map(|(_, c)| c)
-        .map_err(|e| Error::input(format!("{what} is not a valid X.509 certificate: {e}")))
-}
-
-/// Every certificate in a PEM bundle, or the single certificate of a DER file.
-///
-/// Refuses input with no certificate, naming what was found instead.
-pub fn read_certificates(data: &[u8], what: &str) -> Result<Vec<Vec<u8>>> {
-    let looks_pem = data.windows(10).any(|w| w == b"-----BEGIN");
-    if looks_pem {
-        let blocks = pem::parse_many(data)
-            .map_err(|e| Error::input(format!("{what} has a malformed PEM block: {e}")))?;
-        let certs: Vec<Vec<u8>> = blocks
-            .iter()
-            .filter(|b| b.tag() == "CERTIFICATE" || b.tag() == "TRUSTED CERTIFICATE")
-            .map(|b| b.contents().to_vec())
-            .collect();
-        if certs.is_empty() {
-            let found: Vec<_> = blocks.iter().map(|b| format!("`{}`", b.tag())).collect();
-            return Err(Error::input(format!(
-                "{what} holds no certificate (found {}); pass a `.cert.pem` file",
-                if found.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    found.join(", ")
-                }
-            )));
-        }
-        for (i, der) in certs.iter().enumerate() {
-            parse_der(der, &format!("certificate {} in {what}", i + 1))?;
-        }
-        return Ok(certs);
-    }
-    if data.is_empty() {
-        return Err(Error::input(format!(
-            "{what} is empty; pass a PEM or DER certificate file"
-        )));
-    }
-    parse_der(data, what).map_err(|_| {
-        Error::input(format!(
-            "{what} is neither PEM nor a DER certificate; pass a `.cert.pem` or `.cer` file"
-        ))
-    })?;
-    Ok(vec![data.to_vec()])
 }
 
 /// Describes a PEM or DER key type from a parsed certificate.
@@ -152,23 +82,23 @@ fn key_description(x509: &X509Certificate<'_>) -> String {
     }
 }
 
-impl CertInfo {
+impl CertDetails {
     /// Describes a DER certificate.
-    pub fn from_der(der: &[u8], what: &str) -> Result<CertInfo> {
+    pub fn from_der(der: &[u8], what: &str) -> Result<CertDetails> {
         let x509 = parse_der(der, what)?;
         Ok(Self::from_parsed(&x509, der))
     }
 
     /// Describes an already parsed certificate (`der` is its encoding).
-    pub fn from_parsed(x509: &X509Certificate<'_>, der: &[u8]) -> CertInfo {
-        let (sha1, sha256) = thumbprints(der);
+    pub fn from_parsed(x509: &X509Certificate<'_>, der: &[u8]) -> CertDetails {
+        let Thumbprints { sha1, sha256 } = Thumbprints::of(der);
         let not_before = x509.validity().not_before.to_datetime();
         let not_after = x509.validity().not_after.to_datetime();
         let days_left = (not_after - OffsetDateTime::now_utc()).whole_days();
-        let mut info = CertInfo {
-            subject: x509.subject().to_string(),
+        let mut info = CertDetails {
+            subject: cert::subject(x509),
             issuer: x509.issuer().to_string(),
-            common_name: crate::issue::common_name_of(x509),
+            common_name: cert::common_name(x509),
             serial_number: hex_upper(x509.raw_serial())
                 .trim_start_matches("00")
                 .to_string(),
@@ -330,7 +260,7 @@ pub fn check_chain(chain_der: &[Vec<u8>], root_der: Option<&[u8]>) -> Result<Vec
     let name = |c: &X509Certificate<'_>| c.subject().to_string();
 
     // The leaf's CN is the registration ID.
-    let cn = crate::issue::common_name_of(leaf);
+    let cn = cert::common_name(leaf);
     push(
         format!(
             "leaf CN is a valid registration ID ({})",

@@ -8,8 +8,8 @@
 
 use rcgen::{CertificateParams, Issuer, KeyPair, PublicKeyData, SerialNumber};
 use time::{Duration, OffsetDateTime};
-use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::cert;
 use crate::error::{Error, Result};
 use crate::keys::pem_lf;
 use crate::profile::Profile;
@@ -70,15 +70,8 @@ impl Ca {
     /// Refuses a certificate that is not a CA or whose public key does not
     /// match `key`. `what` names the certificate file in messages.
     pub fn from_parts(cert_der: &[u8], key: KeyPair, what: &str) -> Result<Ca> {
-        let (_, x509) = X509Certificate::from_der(cert_der)
-            .map_err(|e| Error::input(format!("{what} is not a valid X.509 certificate: {e}")))?;
-        let is_ca = x509
-            .basic_constraints()
-            .ok()
-            .flatten()
-            .map(|bc| bc.value.ca)
-            .unwrap_or(false);
-        if !is_ca {
+        let x509 = cert::parse_der(cert_der, what)?;
+        if !cert::is_ca(&x509) {
             return Err(Error::input(format!(
                 "{what} is not a CA certificate (basicConstraints CA:TRUE is missing); pick a root or intermediate certificate"
             )));
@@ -88,7 +81,7 @@ impl Ca {
                 "the private key does not belong to {what}: pass the key file made together with that certificate"
             )));
         }
-        let common_name = common_name_of(&x509).unwrap_or_default();
+        let common_name = cert::common_name(&x509).unwrap_or_default();
         let not_after = x509.validity().not_after.to_datetime();
         let issuer = Issuer::from_ca_cert_der(&cert_der.to_vec().into(), key)
             .map_err(|e| Error::input(format!("cannot use {what} as an issuer: {e}")))?;
@@ -201,11 +194,6 @@ pub fn random_serial() -> Result<SerialNumber> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-/// The subject common name of a parsed certificate, if it has one.
-pub fn common_name_of(x509: &X509Certificate<'_>) -> Option<String> {
-    x509.subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .map(str::to_string)
-}
+/// The subject common name of a parsed certificate (kept here for the
+/// emulator's callers; the one implementation is [`crate::cert::common_name`]).
+pub use crate::cert::common_name as common_name_of;

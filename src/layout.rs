@@ -18,6 +18,26 @@ const ROOT: &str = "azure-iot-test-only.root.ca";
 const INTERMEDIATE: &str = "azure-iot-test-only.intermediate";
 const CHAIN: &str = "azure-iot-test-only.chain.ca";
 
+/// The kinds of file a certificate has, as `certs/manifest.json` names
+/// them (`files.cert`, `files.fullChain`, …). Declared in the order of
+/// their spellings, so the manifest lists them alphabetically.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum FileKind {
+    /// The certificate (PEM).
+    Cert,
+    /// The CA chain file.
+    Chain,
+    /// The leaf followed by its issuers up to the root.
+    FullChain,
+    /// The private key.
+    Key,
+    /// The PKCS#12 file.
+    Pfx,
+}
+
 /// The files of one CA directory.
 #[derive(Clone, Debug)]
 pub struct Layout {

@@ -8,6 +8,8 @@
 //! - [`layout`], [`fsio`], [`pfx`], [`manifest`]: where files go and how they
 //!   are written (atomically, keys 0600).
 //! - [`chain`]: `pki chain new` and `pki device new`.
+//! - [`cert`]: reading PEM/DER certificates, common names, thumbprints.
+//! - [`ca_dir`]: finding the signing CA (certificate and key) in a CA directory.
 //! - [`inspect`]: describing certificates and checking chains against DPS's rules.
 //! - [`regid`]: DPS registration and enrollment ID rules.
 //! - [`verify_code`]: proof-of-possession certificates.
@@ -16,6 +18,8 @@
 //! - [`emulator`]: a local DPS.
 //! - [`cli`]: argument parsing and the glue from arguments to the library.
 
+pub mod ca_dir;
+pub mod cert;
 pub mod chain;
 pub mod cli;
 pub mod dps;

@@ -8,15 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fsio::{Mode, Staging};
-use crate::inspect::CertInfo;
-use crate::layout::Layout;
+use crate::inspect::CertDetails;
+use crate::layout::{FileKind, Layout};
+use crate::profile::Role;
 
 /// One certificate in the manifest.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Entry {
     /// `root-ca`, `intermediate-ca`, `edge-ca`, `device`, `verification`.
-    pub role: String,
+    pub role: Role,
     /// Subject common name (the registration ID for devices).
     pub common_name: String,
     /// `CN=…`.
@@ -36,15 +37,15 @@ pub struct Entry {
     /// Upper-case hex SHA-256 of the DER.
     pub sha256_thumbprint: String,
     /// Files, relative to the manifest's CA directory: `cert`, `key`, `fullChain`, `pfx`, `chain`.
-    pub files: BTreeMap<String, String>,
+    pub files: BTreeMap<FileKind, String>,
 }
 
 impl Entry {
     /// Builds an entry from a certificate's DER and its files.
-    pub fn new(role: &str, der: &[u8], files: BTreeMap<String, String>) -> Result<Entry> {
-        let info = CertInfo::from_der(der, "an issued certificate")?;
+    pub fn new(role: Role, der: &[u8], files: BTreeMap<FileKind, String>) -> Result<Entry> {
+        let info = CertDetails::from_der(der, "an issued certificate")?;
         Ok(Entry {
-            role: role.to_string(),
+            role,
             common_name: info.common_name.unwrap_or_default(),
             subject: info.subject,
             issuer: info.issuer,
@@ -91,11 +92,11 @@ impl Manifest {
     /// Adds or replaces (by certificate file) entries.
     pub fn upsert(&mut self, entries: impl IntoIterator<Item = Entry>) {
         for e in entries {
-            let key = e.files.get("cert").cloned();
+            let key = e.files.get(&FileKind::Cert).cloned();
             match self
                 .certificates
                 .iter_mut()
-                .find(|x| x.files.get("cert") == key.as_ref())
+                .find(|x| x.files.get(&FileKind::Cert) == key.as_ref())
             {
                 Some(slot) => *slot = e,
                 None => self.certificates.push(e),

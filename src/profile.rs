@@ -14,6 +14,49 @@ use rcgen::{
 
 use crate::error::{Error, Result};
 
+/// A certificate's role, as `certs/manifest.json` records it (`root-ca`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A device certificate (CN = registration ID).
+    Device,
+    /// An IoT Edge device CA.
+    EdgeCa,
+    /// An intermediate CA.
+    IntermediateCa,
+    /// The self-signed root CA.
+    RootCa,
+    /// The emulator's TLS server certificate.
+    TlsServer,
+    /// A proof-of-possession certificate.
+    Verification,
+}
+
+impl Role {
+    /// The manifest spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Device => "device",
+            Role::EdgeCa => "edge-ca",
+            Role::IntermediateCa => "intermediate-ca",
+            Role::RootCa => "root-ca",
+            Role::TlsServer => "tls-server",
+            Role::Verification => "verification",
+        }
+    }
+
+    /// Whether certificates of this role sign others.
+    pub fn is_ca(self) -> bool {
+        matches!(self, Role::EdgeCa | Role::IntermediateCa | Role::RootCa)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a certificate is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Profile {
@@ -40,16 +83,21 @@ impl Profile {
         )
     }
 
+    /// The role of certificates made with this profile.
+    pub fn role(&self) -> Role {
+        match self {
+            Profile::RootCa { .. } => Role::RootCa,
+            Profile::IntermediateCa { .. } => Role::IntermediateCa,
+            Profile::EdgeCa => Role::EdgeCa,
+            Profile::Device => Role::Device,
+            Profile::Verification => Role::Verification,
+            Profile::TlsServer { .. } => Role::TlsServer,
+        }
+    }
+
     /// A short name for messages and manifest.json.
     pub fn name(&self) -> &'static str {
-        match self {
-            Profile::RootCa { .. } => "root-ca",
-            Profile::IntermediateCa { .. } => "intermediate-ca",
-            Profile::EdgeCa => "edge-ca",
-            Profile::Device => "device",
-            Profile::Verification => "verification",
-            Profile::TlsServer { .. } => "tls-server",
-        }
+        self.role().as_str()
     }
 
     /// Sets subject, basicConstraints, keyUsage, EKU, SANs and key identifiers.

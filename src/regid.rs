@@ -22,7 +22,7 @@ pub const MAX_ID: usize = 128;
 pub fn check(id: &str, max: usize, kind: &str) -> Result<Option<String>> {
     let refuse = |why: &str| {
         Error::input(format!(
-            "invalid {kind} `{id}`: {why}; DPS allows {RULE}, at most {max} characters"
+            "the {kind} `{id}` is invalid: {why}; DPS allows {RULE}, at most {max} characters"
         ))
     };
     if id.is_empty() {
@@ -53,6 +53,12 @@ pub fn check(id: &str, max: usize, kind: &str) -> Result<Option<String>> {
             id.to_ascii_lowercase()
         )
     }))
+}
+
+/// Checks an enrollment group ID (or another 128-character DPS ID);
+/// `kind` names it in the message.
+pub fn check_id(id: &str, kind: &str) -> Result<()> {
+    check(id, MAX_ID, kind).map(|_| ())
 }
 
 /// Checks an X.509 registration ID (also a certificate CN: at most 64 characters).

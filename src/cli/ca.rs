@@ -8,16 +8,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::args::{NetArgs, block_on, warn};
 use super::ca_select::CaSelectArgs;
-use super::enroll::{NetArgs, block_on, warn};
-use crate::chain::IssuerChoice;
+use crate::ca_dir::{self, CaFiles, IssuerChoice};
 use crate::dps::arm::{self, ArmClient, ArmTarget};
 use crate::dps::enrollment::{CertInput, load_cert};
+use crate::dps::pop;
 use crate::error::{Error, Result};
-use crate::issue::Ca;
-use crate::keys::KeyType;
 use crate::layout::Layout;
-use crate::verify_code;
 
 /// Subcommands of `pki ca`.
 #[derive(Debug, clap::Subcommand)]
@@ -221,13 +219,14 @@ pub fn run(cmd: CaCommand) -> Result<()> {
             net,
         } => {
             check_name(&name)?;
-            let candidates = issuer_candidates(&ca.ca_dir, ca.issuer.as_ref(), ca.ca_key)?;
+            let candidates = issuer_candidates(&ca)?;
             let client = arm.client(&net)?;
-            let stored = block_on(prove(
+            let stored = block_on(pop::prove(
                 &client,
                 &name,
                 &candidates,
                 ca.ca_key_password.as_deref(),
+                &|msg| eprintln!("{msg}"),
             ))??;
             show(&stored, json);
             Ok(())
@@ -320,151 +319,17 @@ fn read_ca_cert(path: &Path, allow_expired: bool) -> Result<CertInput> {
     Ok(c)
 }
 
-/// A CA the verification certificate may be signed by: certificate and key files.
-#[derive(Debug)]
-struct Candidate {
-    label: String,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn issuer_candidates(
-    dir: &Path,
-    issuer: Option<&IssuerChoice>,
-    ca_key: Option<PathBuf>,
-) -> Result<Vec<Candidate>> {
-    let layout = Layout::new(dir);
-    let intermediates = layout.count_intermediates();
-    let root = Candidate {
-        label: "root".into(),
-        cert: layout.root_cert(),
-        key: layout.root_key(),
-    };
-    // Lowest (closest to the devices) first: that is what groups usually name.
-    let inter = |n: usize| Candidate {
-        label: if n == 1 {
-            "intermediate".into()
-        } else {
-            format!("intermediate {n}")
-        },
-        cert: layout.intermediate_cert(n),
-        key: layout.intermediate_key(n),
-    };
-    let list = match issuer {
-        None => (1..=intermediates)
-            .rev()
-            .map(inter)
-            .chain(std::iter::once(root))
-            .collect(),
-        Some(IssuerChoice::Root) => vec![root],
-        Some(IssuerChoice::Intermediate) => vec![inter(intermediates.max(1))],
-        Some(IssuerChoice::Path(path)) => vec![Candidate {
-            label: path.display().to_string(),
-            cert: path.clone(),
-            key: ca_key
-                .clone()
-                .ok_or_else(|| Error::input("--issuer PATH needs the CA's key as --ca-key KEY"))?,
-        }],
-    };
-    let list: Vec<Candidate> = list.into_iter().filter(|c| c.cert.exists()).collect();
-    if list.is_empty() {
-        return Err(Error::input(format!(
-            "no such CA certificate under {} (expected {} or {}); pass the chain directory made by `pki chain new`, or --issuer PATH --ca-key KEY",
-            dir.display(),
-            layout.relative(&layout.intermediate_cert(1)),
-            layout.relative(&layout.root_cert()),
-        )));
+/// The CAs `--ca-dir`/`--issuer`/`--ca-key` name (every CA of the
+/// directory when no `--issuer` is given).
+fn issuer_candidates(ca: &CaSelectArgs) -> Result<Vec<CaFiles>> {
+    if matches!(ca.issuer, Some(IssuerChoice::Path(_))) && ca.ca_key.is_none() {
+        return Err(Error::input(
+            "--issuer PATH needs the CA's key as --ca-key KEY",
+        ));
     }
-    Ok(list)
-}
-
-/// The whole proof-of-possession flow, handing the etag from step to step.
-async fn prove(
-    client: &ArmClient,
-    name: &str,
-    candidates: &[Candidate],
-    password: Option<&str>,
-) -> Result<Value> {
-    let mut loaded = Vec::new();
-    for c in candidates {
-        let what = c.cert.display().to_string();
-        let cert = load_cert(&crate::fsio::read_input(&c.cert)?, &what, true)?;
-        // An expired CA cannot sign the verification certificate at all.
-        if cert.not_after < time::OffsetDateTime::now_utc() {
-            return Err(Error::input(format!(
-                "{what} expired on {}; proof of possession needs a CA that is still valid: make a new chain with `pki chain new --force --out {}`",
-                cert.not_after.date(),
-                c.cert
-                    .parent()
-                    .and_then(Path::parent)
-                    .unwrap_or(Path::new("."))
-                    .display()
-            )));
-        }
-        loaded.push((c, cert));
-    }
-    let existing = client.get(name).await?;
-    let (cand, cert, current) = match existing {
-        Some(v) => {
-            let dps_thumb = v
-                .pointer("/properties/thumbprint")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_ascii_uppercase();
-            let found = loaded
-                .iter()
-                .find(|(_, c)| c.sha1 == dps_thumb || c.sha256 == dps_thumb);
-            let Some((cand, cert)) = found else {
-                return Err(Error::input(format!(
-                    "certificate `{name}` in DPS has thumbprint {dps_thumb}, which matches none of {}; pass --issuer root|intermediate|PATH for the CA that was uploaded",
-                    loaded
-                        .iter()
-                        .map(|(c, x)| format!("{} ({})", c.label, x.sha1))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            };
-            if v.pointer("/properties/isVerified") == Some(&Value::Bool(true)) {
-                eprintln!("certificate `{name}` is already verified");
-                return Ok(v);
-            }
-            (*cand, cert.clone(), v)
-        }
-        None => {
-            let (cand, cert) = &loaded[0];
-            eprintln!(
-                "certificate `{name}` is not in DPS yet; uploading the {} CA ({})",
-                cand.label, cert.subject
-            );
-            let v = client.upload(name, &cert.pem, false, None).await?;
-            (*cand, cert.clone(), v)
-        }
-    };
-    let ca = load_ca(cand, &cert, password)?;
-    let etag = etag_of(&current)
-        .ok_or_else(|| Error::Service(format!("certificate `{name}` came back without an etag")))?;
-    let (code, etag) = client.generate_code(name, &etag).await?;
-    let vcert = verify_code::make(&code, &ca, KeyType::EcP256, verify_code::DEFAULT_DAYS)?;
-    eprintln!(
-        "verification code {code}: signed with the {} CA's key",
-        cand.label
-    );
-    let v = client.verify(name, &etag, &vcert.cert.pem).await?;
-    if v.pointer("/properties/isVerified") != Some(&Value::Bool(true)) {
-        return Err(Error::Service(format!(
-            "DPS accepted the verification certificate but `{name}` is still not verified"
-        )));
-    }
-    Ok(v)
-}
-
-fn load_ca(c: &Candidate, cert: &CertInput, password: Option<&str>) -> Result<Ca> {
-    let key_what = c.key.display().to_string();
-    let key = crate::keys::load_private_key(
-        &crate::fsio::read_input(&c.key)?,
-        password,
-        &key_what,
-        "--ca-key-password or PKI_CA_KEY_PASSWORD",
-    )?;
-    Ca::from_parts(&cert.der, key, &c.cert.display().to_string())
+    ca_dir::resolve(
+        &Layout::new(&ca.ca_dir),
+        ca.issuer.as_ref(),
+        ca.ca_key.as_deref(),
+    )
 }

@@ -2,8 +2,9 @@
 
 use clap::{Args, Subcommand};
 
+use super::args::{DeviceArgs, check_ids, progress};
 use super::ca_select::CaSelectArgs;
-use super::chain::{DeviceArgs, check_ids, print_summary, progress};
+use super::output::print_summary;
 use crate::chain::{self, IssuerChoice};
 use crate::error::Result;
 use crate::keys::KeyType;

@@ -6,23 +6,17 @@
 //! line. The connection string comes from `DPS_CONNECTION_STRING` (or
 //! `--connection-string`) and is never printed.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::dps::client::{Collection, PutOutcome, ServiceClient};
-use crate::dps::connection_string::ConnectionString;
-use crate::dps::enrollment::{
-    self, Allocation, CertInput, GroupSpec, Reprovision, Status, build_disallow, build_group,
-    check_id, load_cert,
-};
-use crate::dps::http::HttpOptions;
+use super::args::{ConnArgs, NetArgs, block_on, warn};
+use crate::dps::client::{Collection, ServiceClient};
+use crate::dps::enrollment::{self, CertInput, GroupSpec, Reprovision, build_group, load_cert};
+use crate::dps::upsert::{self, Concurrency, Upserted, upsert_group};
+use crate::dps::vocab::{AllocationPolicy, ProvisioningStatus};
 use crate::error::{Error, Result};
-
-/// How many times `--retry-conflicts` re-reads and re-writes after a 412.
-const CONFLICT_RETRIES: u32 = 5;
+use crate::regid::{self, RegistrationId};
 
 /// Create or update an X.509 enrollment group (or show, list, delete, disallow).
 ///
@@ -40,7 +34,7 @@ pub struct EnrollArgs {
     #[command(subcommand)]
     command: Option<EnrollCommand>,
     #[command(flatten)]
-    group: GroupArgs,
+    group: Box<GroupArgs>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -125,7 +119,7 @@ struct GroupArgs {
     secondary_ca_ref: Option<String>,
     /// Provisioning status.
     #[arg(long, value_enum)]
-    status: Option<Status>,
+    status: Option<ProvisioningStatus>,
     /// Devices of this group are IoT Edge devices.
     #[arg(long, conflicts_with = "no_edge")]
     edge: bool,
@@ -137,7 +131,7 @@ struct GroupArgs {
     iot_hubs: Vec<String>,
     /// How DPS picks the hub (hashed when --iot-hub is given without it).
     #[arg(long, value_enum)]
-    allocation: Option<Allocation>,
+    allocation: Option<AllocationPolicy>,
     /// Azure Function URL for --allocation custom.
     #[arg(long, value_name = "URL")]
     webhook_url: Option<String>,
@@ -169,68 +163,6 @@ struct GroupArgs {
     conn: ConnArgs,
     #[command(flatten)]
     net: NetArgs,
-}
-
-/// The service connection string.
-#[derive(Debug, clap::Args)]
-pub(super) struct ConnArgs {
-    /// DPS service connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…).
-    #[arg(
-        long,
-        env = "DPS_CONNECTION_STRING",
-        hide_env_values = true,
-        value_name = "STRING"
-    )]
-    connection_string: Option<String>,
-}
-
-impl ConnArgs {
-    fn load(&self) -> Result<ConnectionString> {
-        let s = self.connection_string.as_deref().ok_or_else(|| {
-            Error::input(
-                "no connection string: set DPS_CONNECTION_STRING (from the DPS \"Shared access policies\" page) or pass --connection-string",
-            )
-        })?;
-        ConnectionString::parse(s)
-    }
-}
-
-/// Network options shared by every command that talks to a server.
-#[derive(Debug, Clone, clap::Args)]
-pub(super) struct NetArgs {
-    /// Also trust this CA (PEM), e.g. the emulator's TLS CA. (SSL_CERT_FILE, if set, replaces the system trust store.)
-    #[arg(long, value_name = "PEM")]
-    pub(super) ca_file: Option<PathBuf>,
-    /// Attempts per request on throttling (429), 5xx and connection errors.
-    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
-    pub(super) attempts: u32,
-    /// Per-request timeout in seconds.
-    #[arg(long = "request-timeout", default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=600))]
-    pub(super) request_timeout: u64,
-}
-
-impl NetArgs {
-    pub(super) fn options(&self) -> HttpOptions {
-        HttpOptions {
-            ca_file: self.ca_file.clone(),
-            attempts: self.attempts,
-            timeout: Duration::from_secs(self.request_timeout),
-            ..HttpOptions::default()
-        }
-    }
-}
-
-/// Runs a future on a small single-threaded runtime (the CLI is sequential).
-pub(super) fn block_on<F: Future>(f: F) -> Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))?;
-    Ok(rt.block_on(f))
-}
-
-pub(super) fn warn(msg: impl AsRef<str>) {
-    eprintln!("pki: warning: {}", msg.as_ref());
 }
 
 fn print_json(v: &Value) {
@@ -276,14 +208,14 @@ fn read_twin(arg: &str) -> Result<Value> {
 
 pub fn run(args: EnrollArgs) -> Result<()> {
     match args.command {
-        None => create_or_update(args.group),
+        None => create_or_update(*args.group),
         Some(EnrollCommand::Show {
             group_id,
             json,
             conn,
             net,
         }) => {
-            check_id(&group_id, "group ID")?;
+            regid::check_id(&group_id, "group ID")?;
             let client = ServiceClient::new(conn.load()?, net.options())?;
             match block_on(client.get(Collection::Groups, &group_id))?? {
                 Some(v) if json => print_json(&v),
@@ -316,7 +248,7 @@ pub fn run(args: EnrollArgs) -> Result<()> {
             conn,
             net,
         }) => {
-            check_id(&group_id, "group ID")?;
+            regid::check_id(&group_id, "group ID")?;
             let client = ServiceClient::new(conn.load()?, net.options())?;
             let deleted =
                 block_on(client.delete(Collection::Groups, &group_id, if_match.as_deref()))??;
@@ -354,12 +286,12 @@ fn list_line(g: &Value) -> String {
 
 fn create_or_update(a: GroupArgs) -> Result<()> {
     let id = a.group_id.clone().unwrap_or_default();
-    check_id(&id, "group ID")?;
+    regid::check_id(&id, "group ID")?;
     if let Some(r) = &a.ca_ref {
-        check_id(r, "--ca-ref name")?;
+        regid::check_id(r, "--ca-ref name")?;
     }
     if let Some(r) = &a.secondary_ca_ref {
-        check_id(r, "--secondary-ca-ref name")?;
+        regid::check_id(r, "--secondary-ca-ref name")?;
     }
     let spec = GroupSpec {
         cert: a
@@ -374,7 +306,7 @@ fn create_or_update(a: GroupArgs) -> Result<()> {
             .transpose()?,
         ca_ref: a.ca_ref.clone(),
         secondary_ca_ref: a.secondary_ca_ref.clone(),
-        status: a.status,
+        status: a.status.clone(),
         edge: if a.edge {
             Some(true)
         } else if a.no_edge {
@@ -383,7 +315,7 @@ fn create_or_update(a: GroupArgs) -> Result<()> {
             None
         },
         iot_hubs: a.iot_hubs.clone(),
-        allocation: a.allocation,
+        allocation: a.allocation.clone(),
         webhook_url: a.webhook_url.clone(),
         webhook_api_version: a.webhook_api_version.clone(),
         reprovision: a.reprovision,
@@ -402,56 +334,13 @@ fn create_or_update(a: GroupArgs) -> Result<()> {
     }
 
     let client = ServiceClient::new(a.conn.load()?, a.net.options())?;
-    let (created, stored) = block_on(async {
-        let mut conflicts = 0;
-        loop {
-            let existing = client.get(Collection::Groups, &id).await?;
-            if existing.is_none() && a.if_match.as_deref().is_some_and(|e| e != "*") {
-                return Err(Error::Service(format!(
-                    "enrollment group `{id}` does not exist, so --if-match cannot match; drop --if-match to create it"
-                )));
-            }
-            let body = build_group(&id, &spec, existing.as_ref())?;
-            let etag = a.if_match.clone().or_else(|| {
-                existing.as_ref().map(|e| {
-                    e.get("etag")
-                        .and_then(Value::as_str)
-                        .unwrap_or("*")
-                        .to_string()
-                })
-            });
-            match client
-                .put(Collection::Groups, &id, &body, etag.as_deref())
-                .await?
-            {
-                PutOutcome::Stored(v) => return Ok((existing.is_none(), v)),
-                PutOutcome::Conflict(e) => {
-                    if a.retry_conflicts && a.if_match.is_none() && conflicts < CONFLICT_RETRIES {
-                        conflicts += 1;
-                        eprintln!(
-                            "enrollment group `{id}` changed meanwhile; reading it again (retry {conflicts})"
-                        );
-                        continue;
-                    }
-                    let why = if existing.is_some() {
-                        format!(
-                            "enrollment group `{id}` was changed by another writer after pki read it (its etag no longer matches)"
-                        )
-                    } else {
-                        format!(
-                            "enrollment group `{id}` was created by another writer after pki checked for it"
-                        )
-                    };
-                    let fix = if a.if_match.is_some() {
-                        "read the current etag with `pki enroll show --json`"
-                    } else {
-                        "run again, or pass --retry-conflicts"
-                    };
-                    return Err(Error::Service(format!("{why}: {e}; {fix}")));
-                }
-            }
-        }
-    })??;
+    let how = Concurrency {
+        if_match: a.if_match.as_deref(),
+        retry_conflicts: a.retry_conflicts,
+    };
+    let Upserted { created, stored } = block_on(upsert_group(&client, &id, &spec, how, &|n| {
+        eprintln!("enrollment group `{id}` changed meanwhile; reading it again (retry {n})");
+    }))??;
 
     if a.json {
         print_json(&stored);
@@ -479,34 +368,14 @@ fn disallow(
             "{what} has no subject CN, so it names no registration ID"
         ))
     })?;
-    check_id(&reg_id, "registration ID (the certificate's CN)")?;
+    let (reg_id, _) = RegistrationId::parse_cn(&reg_id)?;
     if cert.is_ca {
         warn(format!(
             "{what} is a CA certificate; `disallow` blocks one device, give its leaf certificate"
         ));
     }
     let client = ServiceClient::new(conn.load()?, net.options())?;
-    let stored = block_on(async {
-        for _ in 0..=CONFLICT_RETRIES {
-            let existing = client.get(Collection::Individual, &reg_id).await?;
-            let body = build_disallow(&reg_id, &cert, existing.as_ref());
-            let etag = existing.as_ref().map(|e| {
-                e.get("etag")
-                    .and_then(Value::as_str)
-                    .unwrap_or("*")
-                    .to_string()
-            });
-            if let PutOutcome::Stored(v) = client
-                .put(Collection::Individual, &reg_id, &body, etag.as_deref())
-                .await?
-            {
-                return Ok(v);
-            }
-        }
-        Err(Error::Service(format!(
-            "the individual enrollment `{reg_id}` kept changing while pki wrote it; run again"
-        )))
-    })??;
+    let stored = block_on(upsert::disallow(&client, &reg_id, &cert))??;
     if json {
         print_json(&stored);
     } else {

@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use crate::cert::{read_certificates, read_first};
 use crate::error::{Error, Result};
 use crate::fsio::read_input_or_stdin;
-use crate::inspect::{CertInfo, check_chain, read_certificates};
+use crate::inspect::{CertDetails, check_chain};
 
 /// Arguments of `pki inspect`.
 #[derive(Debug, Args)]
@@ -46,7 +47,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
     for file in &args.files {
         let what = file.display().to_string();
         for der in read_certificates(&read_input_or_stdin(file)?, &what)? {
-            infos.push((what.clone(), CertInfo::from_der(&der, &what)?));
+            infos.push((what.clone(), CertDetails::from_der(&der, &what)?));
         }
     }
     if args.json {
@@ -68,9 +69,10 @@ fn run_chain(chain: &Path, root: Option<&PathBuf>, json: bool) -> Result<()> {
     let what = chain.display().to_string();
     let certs = read_certificates(&read_input_or_stdin(chain)?, &what)?;
     let root_der = match root {
-        Some(r) => {
-            Some(read_certificates(&read_input_or_stdin(r)?, &r.display().to_string())?.remove(0))
-        }
+        Some(r) => Some(read_first(
+            &read_input_or_stdin(r)?,
+            &r.display().to_string(),
+        )?),
         None => None,
     };
     let checks = check_chain(&certs, root_der.as_deref())?;

@@ -11,6 +11,7 @@ use clap::{Parser, error::ErrorKind};
 
 use crate::error::Error;
 
+mod args;
 mod ca;
 mod ca_select;
 mod chain;

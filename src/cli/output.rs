@@ -1,4 +1,11 @@
-//! Status output: data goes to stdout, progress and notes to stderr.
+//! Status output: data goes to stdout, progress and notes to stderr; and
+//! the summary `pki chain new` and `pki device new` print.
+
+use super::args::DEFAULT_PFX_PASSWORD;
+use crate::chain::{DevicePlan, Summary};
+use crate::error::Result;
+use crate::layout::{FileKind, Layout};
+use crate::profile::Role;
 
 /// Where human-facing notes go, and whether they are wanted.
 #[derive(Clone, Copy, Debug)]
@@ -19,4 +26,113 @@ impl Output {
     pub fn warn(&self, msg: impl AsRef<str>) {
         eprintln!("pki: warning: {}", msg.as_ref());
     }
+}
+
+/// Prints what was issued: a short table, or JSON with --json.
+pub fn print_summary(
+    summary: &Summary,
+    layout: &Layout,
+    devices: &DevicePlan,
+    json: bool,
+    out: &Output,
+) -> Result<()> {
+    for note in &summary.notes {
+        out.warn(note);
+    }
+    if json {
+        let text = serde_json::to_string_pretty(&summary.issued)
+            .map_err(|e| crate::Error::failed(format!("cannot encode JSON: {e}")))?;
+        println!("{text}");
+        return Ok(());
+    }
+    let shown = |p: String| layout.base().join(p).display().to_string();
+    let mut device_count = 0;
+    for e in &summary.issued {
+        let label = match e.role {
+            Role::RootCa => "Root CA",
+            Role::IntermediateCa => "Intermediate CA",
+            Role::EdgeCa => "Edge device CA",
+            _ => {
+                device_count += 1;
+                continue;
+            }
+        };
+        println!(
+            "{label:<16} {}  ({}, {}, until {})",
+            shown(e.files.get(&FileKind::Cert).cloned().unwrap_or_default()),
+            e.subject,
+            e.key,
+            e.not_after.get(..10).unwrap_or(&e.not_after)
+        );
+    }
+    if summary
+        .issued
+        .iter()
+        .any(|e| matches!(e.role, Role::IntermediateCa | Role::RootCa))
+    {
+        println!("{:<16} {}", "CA chain", layout.chain_cert().display());
+    }
+    let devs: Vec<_> = summary
+        .issued
+        .iter()
+        .filter(|e| e.role == Role::Device)
+        .collect();
+    if let (Some(first), Some(last)) = (devs.first(), devs.last()) {
+        let range = if device_count == 1 {
+            first.common_name.clone()
+        } else {
+            format!("{} … {}", first.common_name, last.common_name)
+        };
+        // List the files each device actually got (self-signed ones have no chain).
+        let kinds = [
+            (FileKind::Cert, "certs/<id>.cert.pem"),
+            (FileKind::FullChain, "certs/<id>-full-chain.cert.pem"),
+            (FileKind::Pfx, "certs/<id>.cert.pfx"),
+            (FileKind::Key, "private/<id>.key.pem"),
+        ];
+        let listed: Vec<&str> = kinds
+            .iter()
+            .filter(|(k, _)| first.files.contains_key(k))
+            .map(|(_, name)| *name)
+            .collect();
+        println!(
+            "{:<16} {device_count} ({range}, {}, until {}): {}",
+            "Devices",
+            first.key,
+            first.not_after.get(..10).unwrap_or(&first.not_after),
+            listed.join(", ")
+        );
+        if let Some(pfx) = &devices.pfx {
+            // Say the tutorial's well-known default once; never echo a password the user chose.
+            let password = if pfx.password == DEFAULT_PFX_PASSWORD {
+                format!(
+                    "\"{DEFAULT_PFX_PASSWORD}\" (the tutorial's default; set your own with --pfx-password)"
+                )
+            } else {
+                "as given with --pfx-password".to_string()
+            };
+            let legacy = if pfx.legacy {
+                ", legacy 3DES/SHA-1"
+            } else {
+                ""
+            };
+            println!("{:<16} {password}{legacy}", "PFX password");
+        }
+        out.note(match first.files.get(&FileKind::FullChain) {
+            Some(chain) => format!("Next: pki inspect --chain {}", shown(chain.clone())),
+            None => format!(
+                "Next: pki inspect {}",
+                shown(
+                    first
+                        .files
+                        .get(&FileKind::Cert)
+                        .cloned()
+                        .unwrap_or_default()
+                )
+            ),
+        });
+    }
+    println!("{:<16} {}", "Manifest", layout.manifest().display());
+    out.note("These are test certificates: do not use them in production.");
+    Ok(())
 }

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::enroll::{NetArgs, block_on, warn};
+use super::args::{NetArgs, block_on, warn};
+use crate::cert;
 use crate::dps::client::DeviceClient;
-use crate::dps::enrollment::check_id;
 use crate::dps::http::ClientIdentity;
+use crate::dps::vocab::RegistrationStatus;
 use crate::error::{Error, Result};
-use crate::issue::common_name_of;
-use x509_parser::prelude::{FromDer, X509Certificate};
+use crate::regid::RegistrationId;
 
 /// DPS's global device endpoint.
 const GLOBAL_HOST: &str = "global.azure-devices-provisioning.net";
@@ -71,16 +71,14 @@ pub fn run(a: RegisterArgs) -> Result<()> {
     }
     let what = a.cert.display().to_string();
     let data = crate::fsio::read_input(&a.cert)?;
-    let blocks = pem::parse_many(&data).unwrap_or_default();
-    let chain: Vec<&pem::Pem> = blocks.iter().filter(|b| b.tag() == "CERTIFICATE").collect();
-    let leaf_der = chain.first().map(|b| b.contents()).ok_or_else(|| {
+    let chain = cert::read_bundle(&data, &what)?.certs;
+    let leaf_der = chain.first().ok_or_else(|| {
         Error::input(format!(
             "{what} holds no PEM certificate; pass the device's full-chain PEM"
         ))
     })?;
-    let (_, leaf) = X509Certificate::from_der(leaf_der)
-        .map_err(|e| Error::input(format!("{what} is not a valid X.509 certificate: {e}")))?;
-    let cn = common_name_of(&leaf);
+    let leaf = cert::parse_der(leaf_der, &what)?;
+    let cn = cert::common_name(&leaf);
     let reg_id = match (&a.registration_id, &cn) {
         (Some(r), Some(cn)) if r != cn => {
             warn(format!(
@@ -96,7 +94,7 @@ pub fn run(a: RegisterArgs) -> Result<()> {
             )));
         }
     };
-    check_id(&reg_id, "registration ID")?;
+    let (reg_id, _) = RegistrationId::parse(&reg_id)?;
     if chain.len() == 1 {
         warn(format!(
             "{what} holds only the leaf; DPS needs the chain up to a verified CA (use the …-full-chain.cert.pem file) unless the group certificate signed the leaf directly"
@@ -126,8 +124,8 @@ pub fn run(a: RegisterArgs) -> Result<()> {
 
     // reqwest wants the key and the chain in one PEM buffer.
     let mut pem = crate::keys::pem_lf("PRIVATE KEY", key.serialized_der()).into_bytes();
-    for b in &chain {
-        pem.extend_from_slice(crate::keys::pem_lf("CERTIFICATE", b.contents()).as_bytes());
+    for der in &chain {
+        pem.extend_from_slice(crate::keys::pem_lf("CERTIFICATE", der).as_bytes());
     }
     let client = DeviceClient::new(&a.host, ClientIdentity { pem }, a.net.options())?;
     let json = a.json;
@@ -149,7 +147,7 @@ pub fn run(a: RegisterArgs) -> Result<()> {
         .cloned()
         .unwrap_or(Value::Null);
     let s = |k: &str| state.get(k).and_then(Value::as_str);
-    if result.status == "assigned" {
+    if result.status == RegistrationStatus::Assigned {
         if json {
             println!(
                 "{}",
@@ -158,7 +156,7 @@ pub fn run(a: RegisterArgs) -> Result<()> {
         } else {
             println!(
                 "assigned: device {} on hub {}",
-                s("deviceId").unwrap_or(&reg_id),
+                s("deviceId").unwrap_or(reg_id.as_str()),
                 s("assignedHub").unwrap_or("?")
             );
             if let Some(g) = state
@@ -181,9 +179,13 @@ pub fn run(a: RegisterArgs) -> Result<()> {
         (None, Some(msg)) => format!(": {msg}"),
         _ => String::new(),
     };
-    let hint = match result.status.as_str() {
-        "disabled" => "; the device's enrollment (group or individual) is disabled",
-        "unassigned" => "; no IoT hub could be assigned (check the group's hubs and allocation)",
+    let hint = match result.status {
+        RegistrationStatus::Disabled => {
+            "; the device's enrollment (group or individual) is disabled"
+        }
+        RegistrationStatus::Unassigned => {
+            "; no IoT hub could be assigned (check the group's hubs and allocation)"
+        }
         _ => "",
     };
     Err(Error::Service(format!(

@@ -5,12 +5,10 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::ca_select::CaSelectArgs;
-use crate::chain::{IssuerChoice, load_issuer};
+use crate::ca_dir::{self, CaFiles, IssuerChoice};
 use crate::error::{Error, Result};
-use crate::fsio::read_input;
-use crate::inspect::{CertInfo, read_certificates};
-use crate::issue::Ca;
-use crate::keys::{KeyType, load_private_key};
+use crate::inspect::CertDetails;
+use crate::keys::KeyType;
 use crate::layout::Layout;
 use crate::verify_code;
 
@@ -65,37 +63,26 @@ pub fn run(args: VerifyCodeArgs) -> Result<()> {
     let layout = Layout::new(&args.ca.ca_dir);
     let password = args.ca.ca_key_password.as_deref();
     let issuer = args.ca.issuer.clone().unwrap_or(IssuerChoice::Root);
-    let (ca, ca_file) = match (&args.ca_cert, &args.ca.ca_key) {
-        (Some(cert), Some(key)) => {
-            let what = cert.display().to_string();
-            let der = read_certificates(&read_input(cert)?, &what)?.remove(0);
-            let key_what = key.display().to_string();
-            let key = load_private_key(
-                &read_input(key)?,
-                password,
-                &key_what,
-                "--ca-key-password or PKI_CA_KEY_PASSWORD",
-            )?;
-            (Ca::from_parts(&der, key, &what)?, what)
-        }
-        (None, key) => {
-            let file = match &issuer {
-                IssuerChoice::Root => layout.root_cert(),
-                IssuerChoice::Intermediate => match layout.count_intermediates() {
-                    0 => layout.root_cert(),
-                    n => layout.intermediate_cert(n),
-                },
-                IssuerChoice::Path(p) => p.clone(),
-            };
-            let loaded = load_issuer(&layout, &issuer, key.as_deref(), password)?;
-            (loaded.ca, file.display().to_string())
-        }
+    let files = match (&args.ca_cert, &args.ca.ca_key) {
+        (Some(cert), Some(key)) => CaFiles {
+            label: cert.display().to_string(),
+            cert: cert.clone(),
+            key: key.clone(),
+        },
         (Some(_), None) => return Err(Error::input("--ca-cert needs --ca-key")),
+        (None, key) => {
+            if !matches!(issuer, IssuerChoice::Path(_)) {
+                layout.require_ca()?;
+            }
+            ca_dir::resolve(&layout, Some(&issuer), key.as_deref())?.swap_remove(0)
+        }
     };
+    let ca = ca_dir::load(&files, password)?;
+    let ca_file = files.cert.display().to_string();
     let v = verify_code::make(&code, &ca, args.key, args.days)?;
     let out = Layout::new(args.out.clone().unwrap_or_else(|| args.ca.ca_dir.clone()));
     let written = verify_code::write(&out, &v)?;
-    let info = CertInfo::from_der(&v.cert.der, "the verification certificate")?;
+    let info = CertDetails::from_der(&v.cert.der, "the verification certificate")?;
     if args.json {
         let value = serde_json::json!({
             "certificate": written.certificate,

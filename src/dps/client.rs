@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use crate::dps::connection_string::ConnectionString;
 use crate::dps::http::{ClientIdentity, Http, HttpError, HttpOptions, Reply, encode_segment};
+use crate::dps::vocab::RegistrationStatus;
 use crate::error::{Error, Result};
+use crate::regid::RegistrationId;
 
 /// Service API version (what Node, Python and the az CLI send).
 pub const SERVICE_API_VERSION: &str = "2021-10-01";
@@ -252,7 +254,7 @@ impl Collection {
 #[derive(Debug)]
 pub struct Registration {
     /// Final `status`: `assigned`, `failed`, `disabled`, `unassigned`.
-    pub status: String,
+    pub status: RegistrationStatus,
     /// The whole operation body (with `registrationState`).
     pub body: Value,
 }
@@ -315,15 +317,15 @@ impl DeviceClient {
     pub async fn register(
         &self,
         id_scope: &str,
-        registration_id: &str,
+        registration_id: &RegistrationId,
         payload: Option<&Value>,
         deadline: Duration,
         progress: &dyn Fn(&str),
     ) -> Result<Registration> {
         let start = Instant::now();
         let scope = encode_segment(id_scope);
-        let reg = encode_segment(registration_id);
-        let mut body = serde_json::json!({ "registrationId": registration_id });
+        let reg = encode_segment(registration_id.as_str());
+        let mut body = serde_json::json!({ "registrationId": registration_id.as_str() });
         if let Some(p) = payload {
             body["payload"] = p.clone();
         }
@@ -331,19 +333,15 @@ impl DeviceClient {
         let mut reply = self.call(reqwest::Method::PUT, &put_path, &body).await?;
         loop {
             let v = reply.json()?;
-            let status = v
-                .get("status")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            match status.as_str() {
-                "assigning" | "registering" | "" => {}
-                _ => return Ok(Registration { status, body: v }),
+            let status =
+                RegistrationStatus::parse(v.get("status").and_then(Value::as_str).unwrap_or(""));
+            if status.is_final() {
+                return Ok(Registration { status, body: v });
             }
-            progress(if status.is_empty() {
+            progress(if status.as_str().is_empty() {
                 "waiting"
             } else {
-                &status
+                status.as_str()
             });
             let wait = reply.retry_after().unwrap_or(Duration::from_secs(2));
             if start.elapsed() + wait > deadline {

@@ -8,5 +8,7 @@ pub mod client;
 pub mod connection_string;
 pub mod enrollment;
 pub mod http;
+pub mod pop;
 pub mod sas;
+pub mod upsert;
 pub mod vocab;

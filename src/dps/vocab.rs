@@ -57,6 +57,20 @@ macro_rules! wire_enum {
             }
         }
 
+        // Command-line flags take the known values (`--status disabled`).
+        impl clap::ValueEnum for $name {
+            fn value_variants<'a>() -> &'a [Self] {
+                Self::KNOWN
+            }
+
+            fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+                match self {
+                    $( $name::$variant => Some(clap::builder::PossibleValue::new($wire)), )+
+                    $name::Other(_) => None,
+                }
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(self.as_str())

@@ -8,7 +8,10 @@
 use base64::Engine;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::model::{CertInfo, format_cert_time, hex_upper};
+pub use crate::cert::{dn_string, sha256};
+
+use super::model::{CertInfo, format_cert_time};
+use crate::cert::{self, Thumbprints, hex_upper};
 
 /// Why a certificate field could not be used (becomes a 400 message).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +27,7 @@ pub fn decode_certificate(text: &str, what: &str) -> Result<Vec<u8>, CertError> 
     if text.is_empty() {
         return Err(CertError(format!("{what}.certificate is empty")));
     }
-    if text.contains("-----BEGIN") {
+    if cert::looks_pem(text.as_bytes()) {
         return from_pem(text.as_bytes(), what);
     }
     // Base64, tolerating whitespace and missing padding.
@@ -79,60 +82,23 @@ fn check_der(der: Vec<u8>, what: &str) -> Result<Vec<u8>, CertError> {
 
 /// The `info` block for a certificate (§4.5).
 pub fn cert_info(der: &[u8]) -> Result<CertInfo, CertError> {
-    let (_, x) = X509Certificate::from_der(der)
-        .map_err(|e| CertError(format!("not an X.509 certificate: {e}")))?;
+    let x = cert::parse_der(der, "the certificate").map_err(|e| CertError(e.to_string()))?;
     Ok(info_of(&x, der))
 }
 
 /// The `info` block for an already parsed certificate.
 pub fn info_of(x: &X509Certificate<'_>, der: &[u8]) -> CertInfo {
+    let Thumbprints { sha1, sha256 } = Thumbprints::of(der);
     CertInfo {
         subject_name: dn_string(x.subject()),
-        sha1_thumbprint: hex_upper(sha1(der).as_ref()),
-        sha256_thumbprint: hex_upper(&sha256(der)),
+        sha1_thumbprint: sha1,
+        sha256_thumbprint: sha256,
         issuer_name: dn_string(x.issuer()),
         not_before_utc: format_cert_time(x.validity().not_before.to_datetime()),
         not_after_utc: format_cert_time(x.validity().not_after.to_datetime()),
         serial_number: hex_upper(x.raw_serial()),
         version: x.version().0 + 1,
     }
-}
-
-/// A distinguished name the way .NET (and so DPS) prints it: most specific
-/// RDN first, `, ` between them (contract §4.5, inferred).
-pub fn dn_string(name: &x509_parser::x509::X509Name<'_>) -> String {
-    let registry = x509_parser::objects::oid_registry();
-    let mut parts: Vec<String> = Vec::new();
-    for rdn in name.iter_rdn() {
-        let attrs: Vec<String> = rdn
-            .iter()
-            .map(|a| {
-                let key = x509_parser::objects::oid2abbrev(a.attr_type(), registry)
-                    .map(str::to_string)
-                    .unwrap_or_else(|_| a.attr_type().to_id_string());
-                let value = a
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|_| format!("#{}", hex_upper(a.attr_value().data)));
-                format!("{key}={value}")
-            })
-            .collect();
-        parts.push(attrs.join(" + "));
-    }
-    parts.reverse();
-    parts.join(", ")
-}
-
-/// SHA-256 of `data`.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
-fn sha1(data: &[u8]) -> aws_lc_rs::digest::Digest {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, data)
 }
 
 /// PEM text of a DER certificate (LF line endings), as stored.

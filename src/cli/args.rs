@@ -1,0 +1,211 @@
+//! Options and helpers shared by several commands: network flags
+//! (`NetArgs`), the service connection string (`ConnArgs`), the device
+//! options of `pki chain new` and `pki device new` (`DeviceArgs`), and
+//! `block_on`/`warn`. Commands import them from here, never from each other.
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::Output;
+use crate::chain::{self, DevicePlan};
+use crate::dps::connection_string::ConnectionString;
+use crate::dps::http::HttpOptions;
+use crate::error::{Error, Result};
+use crate::keys::KeyType;
+use crate::pfx::PfxOptions;
+
+/// The PFX password the DPS tutorial and certGen.sh use.
+pub const DEFAULT_PFX_PASSWORD: &str = "1234";
+
+/// Most devices one run issues (a bigger run is almost certainly a typo).
+pub const MAX_DEVICES: i64 = 1_000_000;
+
+/// The service connection string.
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    /// DPS service connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…).
+    #[arg(
+        long,
+        env = "DPS_CONNECTION_STRING",
+        hide_env_values = true,
+        value_name = "STRING"
+    )]
+    connection_string: Option<String>,
+}
+
+impl ConnArgs {
+    pub fn load(&self) -> Result<ConnectionString> {
+        let s = self.connection_string.as_deref().ok_or_else(|| {
+            Error::input(
+                "no connection string: set DPS_CONNECTION_STRING (from the DPS \"Shared access policies\" page) or pass --connection-string",
+            )
+        })?;
+        ConnectionString::parse(s)
+    }
+}
+
+/// Network options shared by every command that talks to a server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NetArgs {
+    /// Also trust this CA (PEM), e.g. the emulator's TLS CA. (SSL_CERT_FILE, if set, replaces the system trust store.)
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Attempts per request on throttling (429), 5xx and connection errors.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub attempts: u32,
+    /// Per-request timeout in seconds.
+    #[arg(long = "request-timeout", default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub request_timeout: u64,
+}
+
+impl NetArgs {
+    pub fn options(&self) -> HttpOptions {
+        HttpOptions {
+            ca_file: self.ca_file.clone(),
+            attempts: self.attempts,
+            timeout: Duration::from_secs(self.request_timeout),
+            ..HttpOptions::default()
+        }
+    }
+}
+
+/// Runs a future on a small single-threaded runtime (the CLI is sequential).
+pub fn block_on<F: Future>(f: F) -> Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))?;
+    Ok(rt.block_on(f))
+}
+
+pub fn warn(msg: impl AsRef<str>) {
+    eprintln!("pki: warning: {}", msg.as_ref());
+}
+
+/// Device options shared by `pki chain new` and `pki device new`.
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    /// A device to issue, by registration ID (repeatable). Also its certificate CN.
+    #[arg(long = "device", value_name = "ID")]
+    pub device: Vec<String>,
+
+    /// Issue N devices named PREFIX0001, PREFIX0002, … (0 for none).
+    #[arg(long, value_name = "N")]
+    #[arg(value_parser = clap::value_parser!(u32).range(0..=MAX_DEVICES))]
+    pub devices: Option<u32>,
+
+    /// Name prefix for --devices.
+    #[arg(long, value_name = "PREFIX", default_value = "device-")]
+    pub prefix: String,
+
+    /// Key type of the device keys (overrides --key).
+    #[arg(long, value_name = "TYPE")]
+    pub device_key: Option<KeyType>,
+
+    /// Validity of device certificates in days (never beyond the issuer's).
+    #[arg(long, value_name = "DAYS")]
+    pub days: Option<u32>,
+
+    /// Encrypt private keys (PKCS#8, PBES2 AES-256-CBC) with this password.
+    #[arg(
+        long,
+        env = "PKI_KEY_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub key_password: Option<String>,
+
+    /// Password of the `<id>.cert.pfx` files (default "1234", as in the DPS tutorial).
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        default_value = DEFAULT_PFX_PASSWORD,
+        hide_default_value = true,
+        conflicts_with = "no_pfx"
+    )]
+    pub pfx_password: String,
+
+    /// Write PFX files with 3DES and a SHA-1 MAC, for Windows Server 2016 and Java 8.
+    #[arg(long, conflicts_with = "no_pfx")]
+    pub pfx_legacy: bool,
+
+    /// Do not write `<id>.cert.pfx` files.
+    #[arg(long)]
+    pub no_pfx: bool,
+
+    /// Print the manifest entries of what was issued as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// No notes or progress bar on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl DeviceArgs {
+    /// The registration IDs to issue, checked against DPS's rules, and the
+    /// warnings to print once the run has succeeded.
+    pub fn ids(&self, default: &[&str]) -> Result<(Vec<String>, Vec<String>)> {
+        let mut ids = self.device.clone();
+        if let Some(n) = self.devices {
+            ids.extend(chain::numbered_ids(&self.prefix, n as usize, 1));
+        }
+        if self.device.is_empty() && self.devices.is_none() {
+            ids.extend(default.iter().map(|s| s.to_string()));
+        }
+        let warnings = check_ids(&ids)?;
+        Ok((ids, warnings))
+    }
+
+    /// The device plan, given resolved defaults.
+    pub fn plan(&self, ids: Vec<String>, key: KeyType, days: u32, force: bool) -> DevicePlan {
+        DevicePlan {
+            ids,
+            key,
+            days,
+            key_password: self.key_password.clone(),
+            pfx: (!self.no_pfx).then(|| PfxOptions {
+                password: self.pfx_password.clone(),
+                legacy: self.pfx_legacy,
+            }),
+            force,
+        }
+    }
+
+    /// Output settings.
+    pub fn output(&self) -> Output {
+        Output { quiet: self.quiet }
+    }
+}
+
+/// Checks registration IDs against DPS's rules and for duplicates, and
+/// returns the warnings (upper case) to print once every check has passed,
+/// so a refused run prints only its one error line.
+pub fn check_ids(ids: &[String]) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    for id in ids {
+        if let Some(w) = crate::regid::check_registration_id(id)? {
+            warnings.push(w);
+        }
+    }
+    chain::check_unique(ids)?;
+    Ok(warnings)
+}
+
+/// A progress bar on stderr for bulk runs, only when stderr is a terminal.
+pub fn progress(total: usize, out: &Output) -> indicatif::ProgressBar {
+    if out.quiet || total < 20 || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} devices ({per_sec}, {eta} left)",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
