@@ -16,6 +16,8 @@ mod client_faults;
 mod client_register;
 // `pki`'s SAS tokens equal the Node SDK's.
 mod client_sas_node;
+// CSRs (issue 10): `pki csr new`, `pki device new --csr`, bad CSRs.
+mod csr;
 // `pki device new`: devices under pki, certGen.sh and openssl CAs.
 mod device;
 // `pki emulator` over real HTTPS, split by API.
