@@ -10,6 +10,8 @@ mod chain;
 mod client_ca;
 // The tutorial flow and Node service SDK interop against `pki emulator`.
 mod client_e2e;
+// DPS certificate issuance end to end: enroll --certificate-policy, register --csr auto.
+mod client_issuance;
 // DPS client faults: throttling, server errors, races, wrong keys.
 mod client_faults;
 // `pki register` against a scripted fake DPS.

@@ -138,6 +138,8 @@ pub struct GroupSpec {
     pub webhook_api_version: Option<String>,
     pub reprovision: Option<Reprovision>,
     pub initial_twin: Option<Value>,
+    /// Certificate issuance: (namespace, certificate authority, policy).
+    pub certificate_policy: Option<[String; 3]>,
 }
 
 /// Default `customAllocationDefinition.apiVersion` (the newest webhook
@@ -271,6 +273,13 @@ pub fn build_group(id: &str, spec: &GroupSpec, existing: Option<&Value>) -> Resu
     if let Some(t) = &spec.initial_twin {
         check_initial_twin(t)?;
         root.insert("initialTwin".into(), t.clone());
+    }
+    if let Some([ns, ca, policy]) = &spec.certificate_policy {
+        root.insert("namespaceName".into(), json!(ns));
+        root.insert("certificateAuthorityName".into(), json!(ca));
+        root.insert("certificatePolicyName".into(), json!(policy));
+        // The preview alias would contradict (or duplicate) the triple.
+        root.remove("credentialPolicyName");
     }
     if !spec.iot_hubs.is_empty() {
         root.insert("iotHubs".into(), json!(spec.iot_hubs));
