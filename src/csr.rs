@@ -287,6 +287,69 @@ impl Csr {
     }
 }
 
+impl Csr {
+    /// What `pki inspect --json` shows of a CSR.
+    pub fn details(&self) -> serde_json::Value {
+        serde_json::json!({
+            "type": "csr",
+            "subject": self.subject,
+            "commonName": self.common_name,
+            "key": self.key.to_string(),
+            "signatureValid": self.signature_valid,
+            "requestedExtensions": self.requested_extensions.iter().map(|e| serde_json::json!({
+                "name": e.name, "critical": e.critical
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// What `pki inspect` prints for a CSR.
+    pub fn render(&self) -> String {
+        let extensions = if self.requested_extensions.is_empty() {
+            "none".to_string()
+        } else {
+            let list: Vec<String> = self
+                .requested_extensions
+                .iter()
+                .map(|e| {
+                    if e.critical {
+                        format!("{} (critical)", e.name)
+                    } else {
+                        e.name.clone()
+                    }
+                })
+                .collect();
+            format!(
+                "{} (not copied by `pki device new --csr`: the device profile decides)",
+                list.join(", ")
+            )
+        };
+        format!(
+            "Type:                 certificate signing request (PKCS#10)\n\
+             Subject:              {}\n\
+             Key:                  {}\n\
+             Signature:            {}\n\
+             Requested extensions: {extensions}\n",
+            self.subject,
+            self.key,
+            if self.signature_valid {
+                "valid (self-signed with the requested key)"
+            } else {
+                "INVALID: altered, or not signed with the requested key"
+            },
+        )
+    }
+}
+
+/// Whether `data` is a CSR (a PEM `CERTIFICATE REQUEST` block, or DER that
+/// parses as PKCS#10), for commands that take certificates or CSRs.
+pub fn looks_like_csr(data: &[u8]) -> bool {
+    if looks_pem(data) {
+        data.windows(19).any(|w| w == b"CERTIFICATE REQUEST")
+    } else {
+        X509CertificationRequest::from_der(data).is_ok()
+    }
+}
+
 impl From<CsrError> for crate::Error {
     fn from(e: CsrError) -> Self {
         crate::Error::input(e.to_string())

@@ -273,3 +273,39 @@ fn bad_csrs_exit_2_with_one_line_and_write_nothing() {
     assert!(line.contains("DPS allows"), "{line}");
     assert!(snapshot(out.path()).is_empty());
 }
+
+#[test]
+fn inspect_shows_csrs_subject_key_signature_and_requested_extensions() {
+    let work = tmp();
+    let csr = openssl_csr(
+        work.path(),
+        "ask-1",
+        &[
+            "-addext",
+            "subjectAltName=DNS:a.example",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ],
+    );
+    let run = pki(&["inspect", &csr]).ok();
+    for want in [
+        "certificate signing request",
+        "CN=ask-1",
+        "ec-p384",
+        "Signature:            valid",
+        "subjectAltName, basicConstraints (critical)",
+    ] {
+        assert!(run.stdout.contains(want), "{want}: {}", run.stdout);
+    }
+    let mut der = openssl(&["req", "-in", &csr, "-outform", "DER"])
+        .ok()
+        .raw_stdout;
+    let n = der.len();
+    der[n - 3] ^= 0x55;
+    let broken = work.path().join("broken.csr.der");
+    fs::write(&broken, &der).unwrap();
+    let v = json(&pki(&["inspect", "--json", s(&broken)]).ok());
+    assert_eq!(v[0]["type"], "csr");
+    assert_eq!(v[0]["signatureValid"], false);
+    assert_eq!(v[0]["requestedExtensions"][0]["name"], "subjectAltName");
+}
