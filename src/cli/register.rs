@@ -4,18 +4,22 @@
 //! to the leaf's CN); a symmetric-key device with a SAS token signed with its
 //! key, given or derived from its group's key (`--symmetric-key`, `--group-key`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use base64::Engine;
 use serde_json::Value;
 
 use super::args::{NetArgs, block_on, warn};
 use crate::cert;
+use crate::csr::Csr;
 use crate::dps::client::{DeviceClient, Registration};
 use crate::dps::http::ClientIdentity;
 use crate::dps::mqtt::{Binding, MqttDevice};
 use crate::dps::vocab::RegistrationStatus;
 use crate::error::{Error, Result};
+use crate::fsio::{Mode, Staging, ensure_dir};
+use crate::keys::{KeyType, private_key_pem};
 use crate::regid::RegistrationId;
 
 /// DPS's global device endpoint.
@@ -30,7 +34,11 @@ const GLOBAL_HOST: &str = "global.azure-devices-provisioning.net";
 pki register --id-scope 0ne00000001 --registration-id sensor-17 \\\n    \
 --group-key \"$GROUP_KEY\" --host localhost:8443 --ca-file dps-emulator/ca.pem\n  \
 PKI_DEVICE_KEY=… pki register --id-scope 0ne00000001 \\\n    \
---registration-id sensor-17 --symmetric-key"
+--registration-id sensor-17 --symmetric-key\n\
+Certificate issuance (the enrollment has a certificate policy): a new P-384 key and CSR, then\n\
+the issued chain in ./certs/<id>.issued*.cert.pem and its key in ./private:\n  \
+pki register --id-scope 0ne00000001 --cert certs/device-0001-full-chain.cert.pem \\\n    \
+--key private/device-0001.key.pem --csr auto --host localhost:8443 --ca-file dps-emulator/ca.pem"
 )]
 pub struct RegisterArgs {
     /// The DPS ID scope (e.g. 0ne00000001).
@@ -78,6 +86,17 @@ pub struct RegisterArgs {
     /// existing scripts (the emulator's 8443); the MQTT SDKs' default is mqtt.
     #[arg(long, value_enum, default_value_t = Transport::Https)]
     transport: Transport,
+    /// Ask DPS to issue an operational certificate: `auto` makes a P-384 key and CSR for the
+    /// registration ID; FILE sends that CSR (PEM or DER; its key stays where it is).
+    #[arg(long, value_name = "auto|FILE")]
+    csr: Option<String>,
+    /// With --csr: directory for certs/<id>.issued.cert.pem, certs/<id>.issued-full-chain.cert.pem
+    /// and (with auto) private/<id>.issued.key.pem.
+    #[arg(long, value_name = "DIR", default_value = ".", requires = "csr")]
+    out: PathBuf,
+    /// With --csr: replace existing issued files.
+    #[arg(long, requires = "csr")]
+    force: bool,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -118,6 +137,11 @@ pub fn run(a: RegisterArgs) -> Result<()> {
         }
     };
     let deadline = Duration::from_secs(a.timeout);
+    let csr_request = match a.csr.as_deref() {
+        None => None,
+        Some(c) => Some(prepare_csr(c, &reg_id, &a.out, a.force)?),
+    };
+    let csr_b64 = csr_request.as_ref().map(|c| c.csr.base64_der());
     let result = match (a.transport, credential) {
         (Transport::Https, Credential::X509 { chain, key_pkcs8 }) => {
             // reqwest wants the key and the chain in one PEM buffer.
@@ -126,11 +150,30 @@ pub fn run(a: RegisterArgs) -> Result<()> {
                 pem.extend_from_slice(crate::keys::pem_lf("CERTIFICATE", der).as_bytes());
             }
             let client = DeviceClient::new(&a.host, ClientIdentity { pem }, a.net.options())?;
-            block_on(client.register(&a.id_scope, &reg_id, payload.as_ref(), deadline, &progress))??
+            block_on(client.register_csr(
+                &a.id_scope,
+                &reg_id,
+                payload.as_ref(),
+                csr_b64.as_deref(),
+                deadline,
+                &progress,
+            ))??
         }
         (Transport::Https, Credential::Symmetric { device_key }) => {
             let client = DeviceClient::with_symmetric_key(&a.host, &device_key, a.net.options())?;
-            block_on(client.register(&a.id_scope, &reg_id, payload.as_ref(), deadline, &progress))??
+            block_on(client.register_csr(
+                &a.id_scope,
+                &reg_id,
+                payload.as_ref(),
+                csr_b64.as_deref(),
+                deadline,
+                &progress,
+            ))??
+        }
+        (Transport::Mqtt | Transport::MqttWs, _) if csr_request.is_some() => {
+            return Err(Error::input(
+                "pki register does not yet send --csr over MQTT; use --transport https",
+            ));
         }
         (Transport::Mqtt | Transport::MqttWs, Credential::X509 { chain, key_pkcs8 }) => {
             let binding = if a.transport == Transport::Mqtt {
@@ -166,7 +209,7 @@ pub fn run(a: RegisterArgs) -> Result<()> {
             ));
         }
     };
-    report(result, &reg_id, json)
+    report(result, &reg_id, json, csr_request.as_ref())
 }
 
 /// What a device proves itself with.
@@ -286,7 +329,12 @@ fn x509_credential(
 }
 
 /// Prints the outcome; anything but `assigned` is an error.
-fn report(result: Registration, reg_id: &RegistrationId, json: bool) -> Result<()> {
+fn report(
+    result: Registration,
+    reg_id: &RegistrationId,
+    json: bool,
+    csr_request: Option<&CsrRequest>,
+) -> Result<()> {
     let state = result
         .body
         .get("registrationState")
@@ -294,6 +342,10 @@ fn report(result: Registration, reg_id: &RegistrationId, json: bool) -> Result<(
         .unwrap_or(Value::Null);
     let s = |k: &str| state.get(k).and_then(Value::as_str);
     if result.status == RegistrationStatus::Assigned {
+        let written = match csr_request {
+            Some(c) => Some(save_issued(&state, c, reg_id)?),
+            None => None,
+        };
         if json {
             println!(
                 "{}",
@@ -311,6 +363,13 @@ fn report(result: Registration, reg_id: &RegistrationId, json: bool) -> Result<(
                 .and_then(Value::as_str)
             {
                 println!("enrollment group: {g}");
+            }
+        }
+        for (label, path) in written.iter().flatten() {
+            if json {
+                eprintln!("{label}: {}", path.display());
+            } else {
+                println!("{label}: {}", path.display());
             }
         }
         return Ok(());
@@ -339,4 +398,133 @@ fn report(result: Registration, reg_id: &RegistrationId, json: bool) -> Result<(
         "registration of `{reg_id}` ended `{}`{detail}{hint}",
         result.status
     )))
+}
+
+/// A CSR to send, and where its issued chain (and, for `auto`, key) go.
+struct CsrRequest {
+    csr: Csr,
+    /// The key `auto` made (written only after DPS issued).
+    key: Option<rcgen::KeyPair>,
+    cert: PathBuf,
+    full_chain: PathBuf,
+    key_file: PathBuf,
+}
+
+/// `--csr auto|FILE`: the CSR, checked before anything is sent, and the
+/// output paths, refused if they exist (unless --force).
+fn prepare_csr(
+    choice: &str,
+    reg_id: &RegistrationId,
+    out: &Path,
+    force: bool,
+) -> Result<CsrRequest> {
+    let (csr, key) = if choice == "auto" {
+        let (cn_id, _) = RegistrationId::parse_cn(reg_id.as_str())?;
+        let key = KeyType::EcP384.generate()?;
+        (crate::csr::build(&cn_id, &key)?, Some(key))
+    } else {
+        let path = Path::new(choice);
+        let what = path.display().to_string();
+        let csr = Csr::read(&crate::fsio::read_input(path)?, &what)?;
+        if csr.common_name.as_deref() != Some(reg_id.as_str()) {
+            return Err(Error::input(format!(
+                "the CN of {what} is `{}`, not the registration ID `{reg_id}`: DPS issues only for CN = registration ID; make one with `pki csr new {reg_id}`",
+                csr.common_name.as_deref().unwrap_or("")
+            )));
+        }
+        if csr.key != crate::csr::CsrKey::EcP384 {
+            return Err(Error::input(format!(
+                "{what} has a {} key; DPS certificate issuance accepts only EC P-384 (`pki csr new --key ec-p384`)",
+                csr.key
+            )));
+        }
+        (csr, None)
+    };
+    let id = reg_id.as_str();
+    let req = CsrRequest {
+        csr,
+        cert: out.join("certs").join(format!("{id}.issued.cert.pem")),
+        full_chain: out
+            .join("certs")
+            .join(format!("{id}.issued-full-chain.cert.pem")),
+        key_file: out.join("private").join(format!("{id}.issued.key.pem")),
+        key,
+    };
+    if !force
+        && let Some(p) = [&req.cert, &req.full_chain, &req.key_file]
+            .into_iter()
+            .find(|p| p.exists())
+    {
+        return Err(Error::input(format!(
+            "{} already exists; pass --force to replace the issued files",
+            p.display()
+        )));
+    }
+    Ok(req)
+}
+
+/// Writes the issued chain (and the `auto` key, 0600) after checking that
+/// DPS certified the CSR's key for this registration ID.
+fn save_issued(
+    state: &Value,
+    req: &CsrRequest,
+    reg_id: &RegistrationId,
+) -> Result<Vec<(&'static str, PathBuf)>> {
+    let items = state
+        .get("issuedCertificateChain")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            Error::Service(format!(
+                "DPS assigned `{reg_id}` but returned no issuedCertificateChain: give its enrollment a certificate policy (pki enroll … --certificate-policy NAMESPACE/CA/POLICY)"
+            ))
+        })?;
+    let mut ders = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let der = item
+            .as_str()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .ok_or_else(|| {
+                Error::Service(format!(
+                    "issuedCertificateChain[{i}] from DPS is not base64 DER"
+                ))
+            })?;
+        cert::parse_der(&der, &format!("issuedCertificateChain[{i}]"))
+            .map_err(|e| Error::Service(e.to_string()))?;
+        ders.push(der);
+    }
+    let leaf = cert::parse_der(&ders[0], "the issued certificate")
+        .map_err(|e| Error::Service(e.to_string()))?;
+    if leaf.public_key().raw != req.csr.public_key_der.as_slice() {
+        return Err(Error::Service(
+            "the issued certificate does not certify the CSR's key; nothing was written".into(),
+        ));
+    }
+    let leaf_pem = crate::keys::pem_lf("CERTIFICATE", &ders[0]);
+    let full: String = ders
+        .iter()
+        .map(|d| crate::keys::pem_lf("CERTIFICATE", d))
+        .collect();
+    let base = req
+        .cert
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    ensure_dir(&base.join("certs"), Mode::Public)?;
+    let staging = Staging::new(base)?;
+    let mut written = vec![("issued certificate", req.cert.clone())];
+    staging.write(&req.cert, leaf_pem.as_bytes(), Mode::Public)?;
+    staging.write(&req.full_chain, full.as_bytes(), Mode::Public)?;
+    written.push(("issued full chain", req.full_chain.clone()));
+    if let Some(key) = &req.key {
+        ensure_dir(&base.join("private"), Mode::Secret)?;
+        staging.write(
+            &req.key_file,
+            private_key_pem(key, None)?.as_bytes(),
+            Mode::Secret,
+        )?;
+        written.push(("key", req.key_file.clone()));
+    }
+    staging.commit()?;
+    Ok(written)
 }

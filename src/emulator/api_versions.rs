@@ -74,6 +74,10 @@ pub const VERSIONS: &[(&str, Status, Status)] = &[
     ("2021-10-01", Status::Current, Status::Supported),
     ("2021-11-01-preview", Status::Preview, Status::Preview),
     ("2025-07-01-preview", Status::Preview, Status::Preview),
+    // Certificate issuance (docs/certificate-issuance.md).
+    ("2026-04-01", Status::Supported, Status::Supported),
+    ("2026-11-01", Status::Supported, Status::Supported),
+    ("2026-11-02-preview", Status::Preview, Status::Preview),
 ];
 
 /// The status of `version` on `api`, or `None` for a version the emulator does not know.

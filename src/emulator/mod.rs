@@ -17,6 +17,8 @@
 //! - [`mqtt`], [`mqtt_session`]: the MQTT transport of the device API
 //!   (MQTT 3.1.1 over TLS on `--mqtt-listen`, and over WebSockets at
 //!   `/$iothub/websocket` on the HTTPS listener) over the same core;
+//! - [`issuance`]: certificate issuance from a CSR (ADR certificate
+//!   policies: a P-384 root and issuing CA each, durable under `--data`);
 //! - [`attest`]: X.509 chain checks and DPS's enrollment selection rules;
 //! - [`certs`]: certificate fields (PEM, base64 DER, base64 PEM) and `info`;
 //! - [`store`]: the redb database (durable group commit, or in memory);
@@ -34,6 +36,7 @@ pub mod certs;
 pub mod device;
 pub mod errors;
 pub mod http;
+pub mod issuance;
 pub mod listener;
 pub mod model;
 pub mod mqtt;
@@ -100,6 +103,8 @@ pub struct Options {
     pub strict_api_versions: bool,
     /// Print one stderr line per refused request and per registration.
     pub log: bool,
+    /// Certificate policies to create (or re-date) at start-up.
+    pub certificate_policies: Vec<issuance::Declared>,
 }
 
 /// Settings kept in `<data>/emulator.json` (mode 0600: it holds the SAS key).
@@ -132,6 +137,8 @@ pub struct Started {
     pub service_host: String,
     /// Base URL of the device registration API.
     pub device_endpoint: String,
+    /// Certificate policies (names, validity, exported root file).
+    pub certificate_policies: Vec<issuance::PolicyInfo>,
 }
 
 /// A prepared emulator: listener bound, state open.
@@ -157,6 +164,7 @@ pub struct State {
     pub operations: Mutex<Operations>,
     /// Recent registration attempts, for the status page.
     pub attempts: status::Attempts,
+    pub issuance: issuance::Issuance,
 }
 
 /// Results of registrations, by operation id, for the status polls.
@@ -259,6 +267,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
     } else {
         format!("localhost:{}", addr.port())
     };
+    let issuance = issuance::Issuance::open(&opts.data, &opts.certificate_policies)?;
     let ca_file = std::path::absolute(opts.data.join("ca.pem")).unwrap_or(opts.data.join("ca.pem"));
     let started = Started {
         connection_string: format!(
@@ -273,6 +282,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         mqtt_listen: mqtt_addr,
         device_endpoint: format!("https://{service_host}"),
         service_host,
+        certificate_policies: issuance.list(),
     };
     let state = Arc::new(State {
         store,
@@ -285,6 +295,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         log: opts.log,
         operations: Mutex::new(Operations::default()),
         attempts: status::Attempts::default(),
+        issuance,
     });
     Ok(Prepared {
         started,
