@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::support::{Emulator, SERVICE_API, TestChain};
-use crate::support::{can_bind_443, ensure_node_modules, node_dir, port_443_async, skip_unless};
+use crate::support::{can_bind_443, ensure_node_modules, fixed_ports_async, node_dir, skip_unless};
 use serde_json::{Value, json};
 
 /// Runs a Node script with the emulator's CA trusted and IPv4 first
@@ -166,7 +166,7 @@ async fn official_node_sdks_against_the_emulator_on_port_443() {
     ) {
         return;
     }
-    let _port = port_443_async().await;
+    let _port = fixed_ports_async().await;
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();

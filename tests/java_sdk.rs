@@ -34,7 +34,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 
-use crate::support::{Emulator, INT_CERT, can_bind_443, port_443, require_tools, skip_unless, tmp};
+use crate::support::{
+    Emulator, INT_CERT, can_bind_443, fixed_ports, require_tools, skip_unless, tmp,
+};
 
 /// The Maven project.
 fn java_dir() -> PathBuf {
@@ -381,7 +383,7 @@ fn java_sdks_against_the_emulator_on_port_443() {
     }
     // Build first: holding the port while Maven runs would stall the Node test.
     let _ = classpath();
-    let _port = port_443();
+    let _port = fixed_ports();
     let dir = tmp();
     let emu = Emulator::start_on_443(&dir.path().join("data"), &["--in-memory"]);
     assert_eq!(emu.host(), "localhost");

@@ -75,7 +75,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(out: Output) -> Run {
+    pub(crate) fn from(out: Output) -> Run {
         Run {
             status: out.status,
             code: out.status.code(),
@@ -153,14 +153,23 @@ pub fn pki_bin() -> &'static str {
 }
 
 /// Every variable `pki` reads (or a test could leak into it) is removed:
-/// all `PKI_*` and `DPS_CONNECTION_STRING`.
+/// all `PKI_*`, `DPS_CONNECTION_STRING`, `PROVISIONING_IDSCOPE` (`pki sas
+/// token --id-scope`) and the `AZURE_*` of `pki ca`. A test sets what it needs.
 fn clean_env(c: &mut Command) {
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("PKI_") {
             c.env_remove(&k);
         }
     }
-    c.env_remove("DPS_CONNECTION_STRING").env("NO_COLOR", "1");
+    for k in [
+        "DPS_CONNECTION_STRING",
+        "PROVISIONING_IDSCOPE",
+        "AZURE_ACCESS_TOKEN",
+        "AZURE_SUBSCRIPTION_ID",
+    ] {
+        c.env_remove(k);
+    }
+    c.env("NO_COLOR", "1");
 }
 
 /// The SAS key of a connection string (or of any text holding one).
@@ -212,6 +221,15 @@ impl Pki {
         }
         self.cmd.arg(a);
         self
+    }
+
+    /// More arguments.
+    pub fn args<I, S>(self, args: I) -> Pki
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        args.into_iter().fold(self, Pki::arg)
     }
 
     /// Sets a variable; a `SharedAccessKey=` in it becomes a checked secret.
@@ -477,6 +495,8 @@ pub struct Emulator {
     _stdout: BufReader<ChildStdout>,
     /// A scratch directory owned by this handle ([`Emulator::start_in_temp`]).
     scratch: Option<TempDir>,
+    /// Where the emulator's log (stderr) goes, when started with one.
+    log: Option<PathBuf>,
 }
 
 impl Emulator {
@@ -504,22 +524,44 @@ impl Emulator {
     /// Starts `pki emulator` without `--quiet`, its log (stderr) going to `log`.
     pub fn start_logging(data: &Path, extra: &[&str], log: &Path) -> Emulator {
         let file = fs::File::create(log).unwrap();
-        Self::try_start(data, "127.0.0.1:0", extra, Stdio::from(file), false)
-            .unwrap_or_else(|e| panic!("{e}"))
+        let mut emu = Self::try_start(data, "127.0.0.1:0", extra, Stdio::from(file), false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        emu.log = Some(log.to_path_buf());
+        emu
     }
 
-    /// Starts the emulator on 127.0.0.1:443, waiting (up to two minutes)
-    /// while another test or process holds the port. Hold [`port_443`] first.
+    /// Starts the emulator on 127.0.0.1:443 (and, unless `extra` says
+    /// otherwise, MQTT on 127.0.0.1:8883), waiting (up to two minutes) while
+    /// another test or process holds a port. Hold [`fixed_ports`] first.
     pub fn start_on_443(data: &Path, extra: &[&str]) -> Emulator {
+        Self::start_fixed(data, extra, None)
+    }
+
+    /// [`Emulator::start_on_443`] without `--quiet`, the log going to `log`.
+    pub fn start_on_443_logging(data: &Path, extra: &[&str], log: &Path) -> Emulator {
+        Self::start_fixed(data, extra, Some(log))
+    }
+
+    fn start_fixed(data: &Path, extra: &[&str], log: Option<&Path>) -> Emulator {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        // The bind error goes to stderr: a file, read on failure.
+        let start_log = data.with_extension("start.log");
+        let log_file = log.unwrap_or(&start_log);
         loop {
-            // The bind error goes to stderr: a file, read on failure.
-            let log = data.with_extension("start.log");
-            let file = fs::File::create(&log).unwrap();
-            match Self::try_start(data, "127.0.0.1:443", extra, Stdio::from(file), true) {
-                Ok(emu) => return emu,
+            let file = fs::File::create(log_file).unwrap();
+            match Self::try_start(
+                data,
+                "127.0.0.1:443",
+                extra,
+                Stdio::from(file),
+                log.is_none(),
+            ) {
+                Ok(mut emu) => {
+                    emu.log = log.map(Path::to_path_buf);
+                    return emu;
+                }
                 Err(e) => {
-                    let why = fs::read_to_string(&log).unwrap_or_default();
+                    let why = fs::read_to_string(log_file).unwrap_or_default();
                     if !why.contains("in use") || std::time::Instant::now() > deadline {
                         panic!("{e}\n{why}");
                     }
@@ -527,6 +569,14 @@ impl Emulator {
                 }
             }
         }
+    }
+
+    /// The emulator's log so far (started with a log file; empty otherwise).
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|l| fs::read_to_string(l).ok())
+            .unwrap_or_default()
     }
 
     fn try_start(
@@ -586,6 +636,7 @@ impl Emulator {
             key,
             _stdout: stdout,
             scratch: None,
+            log: None,
         })
     }
 
@@ -675,6 +726,24 @@ impl Emulator {
         b.build().unwrap()
     }
 
+    /// Creates or replaces enrollment group `id` through the service API
+    /// with `body`; asserts 200 and returns the stored record.
+    pub async fn put_group(&self, id: &str, body: &Value) -> Value {
+        let r = self
+            .client(None)
+            .put(self.url(&format!("/enrollmentGroups/{id}?{SERVICE_API}")))
+            .header("authorization", self.sas())
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 200, "PUT enrollmentGroups/{id}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
     /// A fresh service SAS token (policy provisioningserviceowner, sr = serviceHost).
     pub fn sas(&self) -> String {
         let now = SystemTime::now()
@@ -704,6 +773,61 @@ impl Drop for Emulator {
     }
 }
 
+/// A `pki emulator --in-memory --listen 127.0.0.1:0` started for its
+/// human start-up text (not `--json`), read up to "Press Ctrl-C"; stdout is
+/// drained afterwards so the emulator never blocks. Killed on drop.
+pub struct StartupText {
+    pub child: Child,
+    /// The start-up text, up to and including the "Press Ctrl-C" line.
+    pub text: String,
+}
+
+impl StartupText {
+    /// Runs in `dir` (so a relative `--data` is under it) with `args` after
+    /// the listen address; stderr is discarded.
+    pub fn start(dir: &Path, args: &[&str]) -> StartupText {
+        let mut cmd = Command::new(pki_bin());
+        clean_env(&mut cmd);
+        let mut child = cmd
+            .current_dir(dir)
+            .args(["emulator", "--in-memory", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pki emulator");
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut text = String::new();
+        while !text.contains("Press Ctrl-C") {
+            let mut l = String::new();
+            if reader.read_line(&mut l).unwrap() == 0 {
+                break;
+            }
+            text.push_str(&l);
+        }
+        std::thread::spawn(move || for _ in reader.lines() {});
+        StartupText { child, text }
+    }
+
+    /// The rest of the first line whose trimmed text starts with `label`.
+    pub fn field(&self, label: &str) -> String {
+        self.text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .unwrap_or_else(|| panic!("no `{label}` in start-up text:\n{}", self.text))
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for StartupText {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Node.js and the official DPS SDKs
 // ---------------------------------------------------------------------------
@@ -715,17 +839,19 @@ pub fn node_dir() -> PathBuf {
 
 static INSTALL: Mutex<()> = Mutex::new(());
 
-/// Held by every test that listens on 127.0.0.1:443 (the Node and Java SDK tests).
-static PORT_443: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Held by every test that listens on a fixed port: 127.0.0.1:443 (the Node,
+/// Java and Python SDKs dial it; an emulator there also takes MQTT's 8883 by
+/// default) or 127.0.0.1:8883 (the MQTT SDKs).
+static FIXED_PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Serialises the tests of this binary that need port 443 (from a plain `#[test]`).
-pub fn port_443() -> tokio::sync::MutexGuard<'static, ()> {
-    PORT_443.blocking_lock()
+/// Serialises the tests of this binary that bind 443 or 8883 (from a plain `#[test]`).
+pub fn fixed_ports() -> tokio::sync::MutexGuard<'static, ()> {
+    FIXED_PORTS.blocking_lock()
 }
 
-/// [`port_443`] from an async test.
-pub async fn port_443_async() -> tokio::sync::MutexGuard<'static, ()> {
-    PORT_443.lock().await
+/// [`fixed_ports`] from an async test.
+pub async fn fixed_ports_async() -> tokio::sync::MutexGuard<'static, ()> {
+    FIXED_PORTS.lock().await
 }
 
 /// Makes sure `node` (20 or later) runs and tests/node/node_modules is
@@ -754,15 +880,14 @@ pub fn ensure_node_modules(test: &str) -> bool {
         missing_tool_message("node")
     );
     let dir = node_dir();
-    let installed = [
-        "azure-iot-common",
-        "azure-iot-provisioning-service",
-        "azure-iot-provisioning-device",
-        "azure-iot-provisioning-device-http",
-        "azure-iot-security-x509",
-    ]
-    .iter()
-    .all(|m| dir.join("node_modules").join(m).is_dir());
+    // Every dependency of package.json (the SDKs, their MQTT transport, playwright-core).
+    let package: Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("package.json")).unwrap()).unwrap();
+    let installed = package["dependencies"]
+        .as_object()
+        .expect("tests/node/package.json has dependencies")
+        .keys()
+        .all(|m| dir.join("node_modules").join(m).is_dir());
     if !installed {
         assert!(
             require_tool("npm", test),

@@ -28,6 +28,10 @@ fn install_hint(tool: &str) -> &'static str {
         "go" => "apt-get install golang (or https://go.dev/dl)",
         "gcc" => "apt-get install gcc",
         "python3" => "apt-get install python3 python3-venv",
+        "bash" => "apt-get install bash",
+        "man" => "apt-get install man-db",
+        "chromium" => "apt-get install chromium (tests/node/status_page.js runs /usr/bin/chromium)",
+        "keytool" => "apt-get install openjdk-17-jdk-headless (keytool comes with the JDK)",
         "node" | "npm" => {
             "Node.js 20 or later with npm (Debian 12's nodejs is 18: see .ci/run for one way)"
         }
@@ -59,11 +63,16 @@ pub fn report_skip(what: &str, why: &str) {
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
-/// Whether `tool` can be started (found on PATH and runnable).
+/// Whether `tool` can be started (found on PATH and runnable). `chromium`
+/// means `/usr/bin/chromium`, the path playwright-core is told to launch.
 pub fn have_tool(tool: &str) -> bool {
+    if tool == "chromium" {
+        return std::path::Path::new("/usr/bin/chromium").is_file();
+    }
     let arg = match tool {
         "go" => "version",
         "javac" | "java" => "-version",
+        "keytool" => "-help",
         _ => "--version",
     };
     Command::new(tool)
@@ -122,6 +131,31 @@ pub fn skip_unless(ok: bool, name: &str, what: &str, why: &str) -> bool {
     }
     report_skip(what, why);
     false
+}
+
+/// Runs `cmd` (a `tool`) to completion; a `tool` that cannot be started
+/// fails the test with [`missing_tool_message`].
+#[track_caller]
+pub fn run_tool(cmd: &mut Command, tool: &str) -> super::Run {
+    super::Run::from(
+        cmd.output()
+            .unwrap_or_else(|_| panic!("{}", missing_tool_message(tool))),
+    )
+}
+
+/// Runs `bash -c SCRIPT` with `args` as `$1…` (no `BASH_ENV`). Call
+/// [`require_tool`]`("bash", …)` first.
+#[track_caller]
+pub fn bash(script: &str, args: &[&str]) -> super::Run {
+    run_tool(
+        Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .arg("bash")
+            .args(args)
+            .env_remove("BASH_ENV"),
+        "bash",
+    )
 }
 
 /// Whether this process may bind 127.0.0.1:443 (root, CAP_NET_BIND_SERVICE,
