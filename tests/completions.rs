@@ -3,30 +3,10 @@
 //! function it registers with `complete`; every shell gets a script; the
 //! manual pages render with man-db's `man -l` and name the real options.
 
-mod common;
-
 use std::fs;
 use std::process::Command;
 
-use common::*;
-
-/// Runs `bash -c SCRIPT` with `args` as `$1…`; a missing bash fails the test.
-fn bash(script: &str, args: &[&str]) -> Run {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .arg("bash")
-        .args(args)
-        .env_remove("BASH_ENV")
-        .output()
-        .expect("these tests need bash on PATH");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        raw_stdout: out.stdout,
-    }
-}
+use crate::support::{bash, pki, require_tool, run_tool, s, tmp};
 
 /// What bash offers for the command line `line` (cursor at the end), using
 /// the function that the generated script registered for `pki`.
@@ -58,6 +38,12 @@ printf '%s\n' "${COMPREPLY[@]}"
 
 #[test]
 fn bash_script_parses_and_completes_subcommands_options_and_values() {
+    if !require_tool(
+        "bash",
+        "bash_script_parses_and_completes_subcommands_options_and_values",
+    ) {
+        return;
+    }
     let dir = tmp();
     let run = pki(&["completions", "bash"]).ok();
     assert!(run.stderr.is_empty(), "{}", run.stderr);
@@ -121,20 +107,17 @@ fn unknown_shell_is_one_line_and_exit_2() {
 
 /// Renders a page with man-db (`man -l`), as a user reading it would.
 fn man_l(page: &str) -> String {
-    let out = Command::new("man")
-        .args(["-l", page])
-        .env("MANPAGER", "cat")
-        .env("MANWIDTH", "100")
-        .env("LC_ALL", "C.UTF-8")
-        .output()
-        .expect("these tests need man-db's `man` on PATH (apt-get install man-db)");
-    assert!(
-        out.status.success(),
-        "man -l {page}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_tool(
+        Command::new("man")
+            .args(["-l", page])
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .env("LC_ALL", "C.UTF-8"),
+        "man",
     );
+    assert!(out.status.success(), "man -l {page}: {}", out.stderr);
     // man's formatter marks bold and underline with backspaces off a tty.
-    strip_overstrike(&String::from_utf8_lossy(&out.stdout))
+    strip_overstrike(&out.stdout)
 }
 
 fn strip_overstrike(s: &str) -> String {
@@ -156,6 +139,9 @@ fn strip_overstrike(s: &str) -> String {
 
 #[test]
 fn man_pages_render_with_man_db() {
+    if !require_tool("man", "man_pages_render_with_man_db") {
+        return;
+    }
     let dir = tmp();
     // To stdout: the top-level page.
     let run = pki(&["man"]).ok();

@@ -6,21 +6,20 @@
 //! dotenv form reads back through Node's own `--env-file` parser with the
 //! same values; the start-up text carries the same block.
 //!
-//! Needs bash, Node.js (PKI_SKIP_NODE_TESTS=1 skips the Node parts, saying
-//! so), python3 with requests, and java; a missing one fails the test naming it.
-
-mod common;
-#[path = "emulator_support/mod.rs"]
-mod emulator_support;
-mod node_support;
+//! Needs bash, Node.js 20 or later, python3 with requests, java and keytool;
+//! a missing one fails the test naming it, or skips it visibly when
+//! PKI_TEST_SKIP names it. The Node SDK flow binds 127.0.0.1:443 (and the
+//! emulator's MQTT 8883): it holds the fixed-port lock, and without the
+//! right to bind 443 it prints `SKIPPED:` unless PKI_TEST_NO_SKIP=1.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::*;
-use emulator_support::Emulator;
+use crate::support::{
+    Emulator, Run, StartupText, can_bind_443, ensure_node_modules, fixed_ports_async, node_dir,
+    pki_bin, pki_in, require_tools, run_tool, skip_unless, tmp,
+};
 use serde_json::Value;
 
 /// The variables a block may set; removed from every child's environment so
@@ -39,40 +38,37 @@ const BLOCK_VARS: [&str; 10] = [
 ];
 
 /// Runs `bash -c SCRIPT` with `$PKI` set to the binary, in `dir`, without
-/// any of the block's variables inherited.
+/// any of the block's variables inherited. Call `require_tool("bash", …)` first.
 fn bash_in(dir: &Path, script: &str) -> Run {
     let mut c = Command::new("bash");
     c.arg("-c").arg(script).current_dir(dir);
-    c.env("PKI", pki_bin())
-        .env("NODE_DIR", node_support::node_dir())
-        .env(
-            "JAVA_DIR",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java"),
-        );
+    c.env("PKI", pki_bin()).env("NODE_DIR", node_dir()).env(
+        "JAVA_DIR",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java"),
+    );
     for v in BLOCK_VARS {
         c.env_remove(v);
     }
-    c.env_remove("NODE_OPTIONS").env_remove("BASH_ENV");
-    let out = c.output().expect("this test needs bash on PATH");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        raw_stdout: out.stdout,
+    // The emulator's own variables must not reach the `pki` the script runs.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PKI_") {
+            c.env_remove(&k);
+        }
     }
+    c.env_remove("NODE_OPTIONS").env_remove("BASH_ENV");
+    run_tool(&mut c, "bash")
 }
 
-fn require(tool: &str, probe: &[&str]) {
-    let ok = Command::new(tool)
-        .args(probe)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+/// python3 can `import requests` (Debian's python3-requests).
+fn require_python_requests() {
+    let out = run_tool(
+        Command::new("python3").args(["-c", "import requests"]),
+        "python3",
+    );
     assert!(
-        ok,
-        "this test needs `{tool}` on PATH ({tool} {})",
-        probe.join(" ")
+        out.status.success(),
+        "this test needs python3's `requests` (apt-get install python3-requests): {}",
+        out.stderr
     );
 }
 
@@ -88,11 +84,19 @@ fn env_of(run: &Run) -> BTreeMap<String, String> {
 
 #[tokio::test]
 async fn sourced_sh_block_is_all_the_node_sdk_python_and_java_need() {
-    if !node_support::ensure_node_modules() {
+    const TEST: &str = "sourced_sh_block_is_all_the_node_sdk_python_and_java_need";
+    if !ensure_node_modules(TEST) || !require_tools(&["bash", "python3", "java"], TEST) {
         return;
     }
-    require("python3", &["-c", "import requests"]);
-    require("java", &["-version"]);
+    require_python_requests();
+    if !skip_unless(
+        can_bind_443(),
+        "port-443",
+        TEST,
+        "binding 127.0.0.1:443 needs root or CAP_NET_BIND_SERVICE",
+    ) {
+        return;
+    }
     let dir = tmp();
     let work = dir.path();
     pki_in(
@@ -100,7 +104,8 @@ async fn sourced_sh_block_is_all_the_node_sdk_python_and_java_need() {
         &["chain", "new", "-q", "--no-pfx", "--device", "env-device-1"],
     )
     .ok();
-    let emu = Emulator::start_on(&work.join("data"), "127.0.0.1:443", &["--in-memory"]);
+    let _ports = fixed_ports_async().await;
+    let emu = Emulator::start_on_443(&work.join("data"), &["--in-memory"]);
     assert_eq!(emu.host(), "localhost");
 
     let script = r#"
@@ -144,7 +149,8 @@ java "$JAVA_DIR/TlsProbe.java" "https://$PROVISIONING_HOST/" 2>/dev/null
 
 #[test]
 fn every_format_sets_the_same_values_and_the_startup_text_has_the_block() {
-    if !node_support::ensure_node_modules() {
+    const TEST: &str = "every_format_sets_the_same_values_and_the_startup_text_has_the_block";
+    if !ensure_node_modules(TEST) || !require_tools(&["bash", "keytool"], TEST) {
         return;
     }
     let dir = tmp();
@@ -160,32 +166,12 @@ fn every_format_sets_the_same_values_and_the_startup_text_has_the_block() {
     assert!(line.contains("start `pki emulator --data data`"), "{line}");
 
     // The start-up text (not --json) prints the sh block.
-    let mut child = Command::new(pki_bin())
-        .current_dir(work)
-        .args([
-            "emulator",
-            "--in-memory",
-            "--quiet",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            "data",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start pki emulator");
-    let mut startup = String::new();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    while !startup.contains("Press Ctrl-C") {
-        let mut l = String::new();
-        if reader.read_line(&mut l).unwrap() == 0 {
-            break;
-        }
-        startup.push_str(&l);
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let startup = StartupText::start(work, &["--quiet", "--data", "data"]);
+    let startup = {
+        let text = startup.text.clone();
+        drop(startup);
+        text
+    };
     let port = startup
         .lines()
         .find_map(|l| l.strip_prefix("pki emulator listening on https://127.0.0.1:"))
@@ -273,8 +259,20 @@ fn every_format_sets_the_same_values_and_the_startup_text_has_the_block() {
         .find_map(|o| o.strip_prefix("-Djavax.net.ssl.trustStore="))
         .unwrap()
         .to_string();
-    let out = Command::new("keytool")
-        .args([
+    // `truststore.p12` beside `ca.pem` (the one the start-up text and --json name).
+    assert_eq!(
+        Path::new(&store),
+        Path::new(ca).with_file_name("truststore.p12"),
+        "{}",
+        from_sh["JAVA_TOOL_OPTIONS"]
+    );
+    assert!(
+        from_sh["JAVA_TOOL_OPTIONS"].contains("-Djavax.net.ssl.trustStorePassword=changeit"),
+        "{}",
+        from_sh["JAVA_TOOL_OPTIONS"]
+    );
+    let out = run_tool(
+        Command::new("keytool").args([
             "-list",
             "-keystore",
             &store,
@@ -282,10 +280,10 @@ fn every_format_sets_the_same_values_and_the_startup_text_has_the_block() {
             "PKCS12",
             "-storepass",
             "changeit",
-        ])
-        .output()
-        .expect("this test needs keytool (from a JDK) on PATH");
-    let text = String::from_utf8_lossy(&out.stdout);
+        ]),
+        "keytool",
+    );
+    let text = &out.stdout;
     assert!(text.contains("trustedCertEntry"), "{text}");
 
     // Bad input: port 0, an unknown device, an unknown format.

@@ -5,22 +5,22 @@
 //!
 //! The SDKs dial fixed ports (Python 8883, or 443 for WebSockets; Node 8883
 //! and 443), so that test binds 127.0.0.1:443 and :8883 (root or
-//! CAP_NET_BIND_SERVICE) and runs everything in one function. The Python SDK
-//! comes from PyPI into `tests/python/.venv` (`.ci/run` creates it; this test
-//! creates it when missing), the Node SDK from `tests/node`.
+//! CAP_NET_BIND_SERVICE), holding the fixed-port lock, and runs everything
+//! in one function; without the right to bind 443 it prints `SKIPPED:`
+//! unless PKI_TEST_NO_SKIP=1. The Python SDK comes from PyPI into
+//! `tests/python/.venv` (`.ci/run` creates it; this test creates it, or
+//! installs the SDK into it, when missing), the Node SDK from `tests/node`.
 
-mod emulator_support;
-mod node_support;
-
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{
+    DEVICE_API, Emulator, Pki, TestChain, can_bind_443, ensure_node_modules, fixed_ports_async,
+    node_dir, now, require_tool, run_tool, skip_unless,
+};
 use bytes::BytesMut;
-use emulator_support::{DEVICE_API, Emulator, SERVICE_API, TestChain};
-use node_support::{ensure_node_modules, node_dir};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Connect, Packet, Publish, Subscribe};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -32,39 +32,63 @@ use tokio_rustls::client::TlsStream;
 /// The Python device SDK pinned in `.ci/run`.
 const PY_SDK: &str = "azure-iot-device==2.14.0";
 
-fn python() -> PathBuf {
+/// The venv's python with [`PY_SDK`] installed: made with `python3 -m venv`
+/// and pip (from PyPI) when missing. False (after a visible `SKIPPED:` line)
+/// only when PKI_TEST_SKIP lists python3 and it is missing.
+#[track_caller]
+fn python(test: &str) -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
     let py = root.join(".venv/bin/python");
     if !py.exists() {
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(root.join(".venv"))
-            .status()
-            .expect("run python3 -m venv")
-            .success();
-        assert!(ok, "python3 -m venv tests/python/.venv failed");
-        let ok = Command::new(root.join(".venv/bin/pip"))
-            .args(["install", "-q", PY_SDK])
-            .status()
-            .expect("run pip")
-            .success();
-        assert!(ok, "pip install {PY_SDK} failed");
+        if !require_tool("python3", test) {
+            return None;
+        }
+        let out = run_tool(
+            Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(root.join(".venv")),
+            "python3",
+        );
+        assert!(
+            out.status.success(),
+            "python3 -m venv tests/python/.venv failed (apt-get install python3-venv): {}",
+            out.stderr
+        );
     }
-    py
+    let has_sdk = run_tool(
+        Command::new(&py).args(["-c", "import azure.iot.device"]),
+        "tests/python/.venv/bin/python",
+    );
+    if !has_sdk.status.success() {
+        let out = run_tool(
+            Command::new(&py).args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                PY_SDK,
+            ]),
+            "tests/python/.venv/bin/python",
+        );
+        assert!(
+            out.status.success(),
+            "pip install {PY_SDK} into tests/python/.venv failed (needs PyPI): {}",
+            out.stderr
+        );
+    }
+    Some(py)
 }
 
 /// Runs tests/python/device.py; returns its JSON line.
-fn py_device(env: &[(&str, &str)]) -> Value {
-    let out = Command::new(python())
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/device.py"))
-        .envs(env.iter().copied())
-        .output()
-        .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+fn py_device(py: &Path, env: &[(&str, &str)]) -> Value {
+    let out = run_tool(
+        Command::new(py)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/device.py"))
+            .envs(env.iter().copied()),
+        "tests/python/.venv/bin/python",
     );
+    let text = format!("{}{}", out.stdout, out.stderr);
     assert!(out.status.success(), "device.py failed: {text}");
     let line = text
         .lines()
@@ -76,113 +100,21 @@ fn py_device(env: &[(&str, &str)]) -> Value {
 
 /// Runs tests/node/device_mqtt.js; returns its JSON line.
 fn node_device(env: &[(&str, &str)]) -> Value {
-    let out = Command::new("node")
-        .arg(node_dir().join("device_mqtt.js"))
-        .current_dir(node_dir())
-        .env("NODE_OPTIONS", "--dns-result-order=ipv4first")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run node");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_tool(
+        Command::new("node")
+            .arg(node_dir().join("device_mqtt.js"))
+            .current_dir(node_dir())
+            .env("NODE_OPTIONS", "--dns-result-order=ipv4first")
+            .envs(env.iter().copied()),
+        "node",
     );
+    let text = format!("{}{}", out.stdout, out.stderr);
     let line = text
         .lines()
         .rev()
         .find(|l| l.starts_with('{'))
         .unwrap_or_else(|| panic!("no JSON from device_mqtt.js: {text}"));
     serde_json::from_str(line).unwrap()
-}
-
-/// `pki emulator` with its log on a file (the SDK tests read the emulator's reasons there).
-struct Logged {
-    child: Child,
-    info: Value,
-    log: PathBuf,
-}
-
-impl Drop for Logged {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Logged {
-    fn start(dir: &Path, args: &[&str]) -> Logged {
-        let log = dir.join("emulator.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pki"))
-            .args(["emulator", "--json", "--in-memory", "--data"])
-            .arg(dir.join("data"))
-            .args(args)
-            .env_remove("PKI_EMULATOR_SAS_KEY")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start pki emulator");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let info: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            panic!(
-                "start-up line is not JSON ({e}): {line:?} {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-        Logged { child, info, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn s(&self, k: &str) -> String {
-        self.info[k].as_str().unwrap().to_string()
-    }
-
-    /// A service SAS token.
-    fn sas(&self) -> String {
-        let cs = self.s("connectionString");
-        let key = cs
-            .split(';')
-            .find_map(|p| p.strip_prefix("SharedAccessKey="))
-            .unwrap();
-        pki::dps::sas::create_token(
-            &self.s("serviceHost"),
-            key,
-            Some("provisioningserviceowner"),
-            now() + 3600,
-        )
-        .unwrap()
-    }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// PUT an enrollment group through the service API (blocking, with curl-free reqwest).
-async fn put_group(base: &str, ca_file: &str, sas: &str, id: &str, body: Value) {
-    let ca = std::fs::read(ca_file).unwrap();
-    let c = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
-        .build()
-        .unwrap();
-    let r = c
-        .put(format!("{base}/enrollmentGroups/{id}?{SERVICE_API}"))
-        .header("authorization", sas)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }
 
 fn x509_group(id: &str, pem: &str, status: &str) -> Value {
@@ -192,46 +124,44 @@ fn x509_group(id: &str, pem: &str, status: &str) -> Value {
 
 #[tokio::test]
 async fn python_and_node_mqtt_sdks_register_on_8883_and_over_websockets_on_443() {
-    if !ensure_node_modules() {
+    const TEST: &str = "python_and_node_mqtt_sdks_register_on_8883_and_over_websockets_on_443";
+    if !ensure_node_modules(TEST) {
+        return;
+    }
+    let Some(py) = python(TEST) else {
+        return;
+    };
+    if !skip_unless(
+        can_bind_443(),
+        "port-443",
+        TEST,
+        "binding 127.0.0.1:443 needs root or CAP_NET_BIND_SERVICE",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let emu = Logged::start(
-        dir.path(),
-        &[
-            "--listen",
-            "127.0.0.1:443",
-            "--mqtt-listen",
-            "127.0.0.1:8883",
-        ],
+    let _ports = fixed_ports_async().await;
+    let emu = Emulator::start_on_443_logging(
+        &dir.path().join("data"),
+        &["--in-memory", "--mqtt-listen", "127.0.0.1:8883"],
+        &dir.path().join("emulator.log"),
     );
     assert_eq!(emu.info["mqttListen"], "127.0.0.1:8883", "{}", emu.info);
-    let ca = emu.s("caFile");
-    let scope = emu.s("idScope");
-    let sas = emu.sas();
-    let base = "https://localhost";
+    let ca = emu.ca();
+    let scope = emu.id_scope();
 
     // The tutorial's chain: `pki chain new`, a group on its root.
     let pki = |args: &[&str], out: &Path| {
-        let o = Command::new(env!("CARGO_BIN_EXE_pki"))
-            .args(args)
-            .arg("--out")
-            .arg(out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        Pki::new(args).arg("--out").arg(out).run().ok();
     };
     pki(&["chain", "new"], &work);
     let root =
         std::fs::read_to_string(work.join("certs/azure-iot-test-only.root.ca.cert.pem")).unwrap();
-    put_group(
-        base,
-        &ca,
-        &sas,
+    emu.put_group(
         "mqtt-tutorial",
-        x509_group("mqtt-tutorial", &root, "enabled"),
+        &x509_group("mqtt-tutorial", &root, "enabled"),
     )
     .await;
     let cert = work.join("certs/device-0001-full-chain.cert.pem");
@@ -250,7 +180,7 @@ async fn python_and_node_mqtt_sdks_register_on_8883_and_over_websockets_on_443()
     let as_refs = |v: &Vec<(&'static str, String)>| -> Vec<(&'static str, String)> { v.clone() };
     let run_py = |v: Vec<(&'static str, String)>| {
         let e: Vec<(&str, &str)> = v.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        py_device(&e)
+        py_device(&py, &e)
     };
 
     // Python, X.509, MQTT on 8883.
@@ -264,12 +194,9 @@ async fn python_and_node_mqtt_sdks_register_on_8883_and_over_websockets_on_443()
 
     // Python, symmetric-key device of a symmetric-key group.
     let group_key = "dGhpcyBpcyBhIHRlc3QgZ3JvdXAga2V5IGZvciBtcXR0IHRlc3Rz";
-    put_group(
-        base,
-        &ca,
-        &sas,
+    emu.put_group(
         "mqtt-symkey",
-        json!({"enrollmentGroupId": "mqtt-symkey", "attestation": {"type": "symmetricKey",
+        &json!({"enrollmentGroupId": "mqtt-symkey", "attestation": {"type": "symmetricKey",
             "symmetricKey": {"primaryKey": group_key, "secondaryKey": group_key}}}),
     )
     .await;
@@ -338,12 +265,9 @@ async fn python_and_node_mqtt_sdks_register_on_8883_and_over_websockets_on_443()
     pki(&["chain", "new", "--root-cn", "Disabled Root CA"], &dis);
     let dis_root =
         std::fs::read_to_string(dis.join("certs/azure-iot-test-only.root.ca.cert.pem")).unwrap();
-    put_group(
-        base,
-        &ca,
-        &sas,
+    emu.put_group(
         "mqtt-disabled",
-        x509_group("mqtt-disabled", &dis_root, "disabled"),
+        &x509_group("mqtt-disabled", &dis_root, "disabled"),
     )
     .await;
     let mut disabled = foreign.clone();
@@ -634,40 +558,22 @@ async fn refusals_are_identical_on_mqtt_and_https() {
     let mqtt = emu.info["mqttListen"].as_str().unwrap().to_string();
     let ca = std::fs::read_to_string(emu.info["caFile"].as_str().unwrap()).unwrap();
     let scope = emu.id_scope();
-    let base = emu.url("");
-    let base = base.trim_end_matches('/');
     let chain = TestChain::new("Same");
     let disabled_chain = TestChain::new("Off");
-    let put = |id: &'static str, body: Value| {
-        let c = emu.client(None);
-        let url = format!("{base}/enrollmentGroups/{id}?{SERVICE_API}");
-        let sas = emu.sas();
-        async move {
-            let r = c
-                .put(url)
-                .header("authorization", sas)
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-        }
-    };
-    put(
+    emu.put_group(
         "same",
-        x509_group("same", &chain.intermediate.cert.pem, "enabled"),
+        &x509_group("same", &chain.intermediate.cert.pem, "enabled"),
     )
     .await;
-    put(
+    emu.put_group(
         "off",
-        x509_group("off", &disabled_chain.intermediate.cert.pem, "disabled"),
+        &x509_group("off", &disabled_chain.intermediate.cert.pem, "disabled"),
     )
     .await;
     let key = "c2FtZSByZWZ1c2FscyBvbiBib3RoIHRyYW5zcG9ydHMgZm9yIHRlc3Rz";
-    put(
+    emu.put_group(
         "keys",
-        json!({"enrollmentGroupId": "keys", "attestation": {"type": "symmetricKey",
+        &json!({"enrollmentGroupId": "keys", "attestation": {"type": "symmetricKey",
         "symmetricKey": {"primaryKey": key, "secondaryKey": key}}}),
     )
     .await;
@@ -682,14 +588,14 @@ async fn refusals_are_identical_on_mqtt_and_https() {
         &format!("{scope}/registrations/same-05"),
         &dev_key,
         Some("registration"),
-        now() + 600,
+        now() as u64 + 600,
     )
     .unwrap();
     let wrong_sas = pki::dps::sas::create_token(
         &format!("{scope}/registrations/same-05"),
         key,
         Some("registration"),
-        now() + 600,
+        now() as u64 + 600,
     )
     .unwrap();
     let cases: Vec<(&str, &str, Option<&str>, Option<&str>)> = vec![
@@ -873,16 +779,11 @@ async fn bad_mqtt_input_closes_the_connection_and_the_emulator_keeps_serving() {
     );
     // Still serving both transports.
     let chain = TestChain::new("After");
-    let r = emu
-        .client(None)
-        .put(emu.url(&format!("/enrollmentGroups/after?{SERVICE_API}")))
-        .header("authorization", emu.sas())
-        .header("content-type", "application/json")
-        .body(x509_group("after", &chain.intermediate.cert.pem, "enabled").to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    emu.put_group(
+        "after",
+        &x509_group("after", &chain.intermediate.cert.pem, "enabled"),
+    )
+    .await;
     let (id, _) = chain.device("after-01");
     let m = mqtt_register(&mqtt, &ca, &scope, "after-01", Some(&id), None).await;
     assert_eq!(m.2.unwrap()["status"], "assigned");
@@ -890,13 +791,9 @@ async fn bad_mqtt_input_closes_the_connection_and_the_emulator_keeps_serving() {
 
 /// Runs `pki register`; returns (exit code, stdout, stderr without tracking ids).
 fn pki_register(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pki"))
-        .arg("register")
-        .args(args)
-        .env_remove("PKI_KEY_PASSWORD")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr)
+    let out = Pki::new(["register"]).args(args).run();
+    let stderr = out
+        .stderr
         .split("(tracking id ")
         .enumerate()
         .map(|(i, part)| {
@@ -909,11 +806,7 @@ fn pki_register(args: &[&str]) -> (i32, String, String) {
             }
         })
         .collect::<String>();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    )
+    (out.code.unwrap_or(-1), out.stdout, stderr)
 }
 
 #[tokio::test]
@@ -925,16 +818,11 @@ async fn pki_register_gives_the_same_output_over_https_mqtt_and_websockets() {
     let ca = emu.info["caFile"].as_str().unwrap().to_string();
     let scope = emu.id_scope();
     let chain = TestChain::new("Register");
-    let r = emu
-        .client(None)
-        .put(emu.url(&format!("/enrollmentGroups/reg-group?{SERVICE_API}")))
-        .header("authorization", emu.sas())
-        .header("content-type", "application/json")
-        .body(x509_group("reg-group", &chain.intermediate.cert.pem, "enabled").to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    emu.put_group(
+        "reg-group",
+        &x509_group("reg-group", &chain.intermediate.cert.pem, "enabled"),
+    )
+    .await;
     let write = |name: &str, identity: &str| {
         let blocks = pem::parse_many(identity).unwrap();
         let key: String = blocks
@@ -1023,21 +911,19 @@ fn no_mqtt_turns_the_listener_off_and_a_bad_address_is_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let emu = Emulator::start(&dir.path().join("a"), &["--in-memory", "--no-mqtt"]);
     assert!(emu.info["mqttListen"].is_null(), "{}", emu.info);
-    let out = Command::new(env!("CARGO_BIN_EXE_pki"))
-        .args([
-            "emulator",
-            "--in-memory",
-            "--listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "nowhere",
-            "--data",
-        ])
-        .arg(dir.path().join("b"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = Pki::new([
+        "emulator",
+        "--in-memory",
+        "--listen",
+        "127.0.0.1:0",
+        "--mqtt-listen",
+        "nowhere",
+        "--data",
+    ])
+    .arg(dir.path().join("b"))
+    .run();
+    assert_eq!(out.code, Some(2));
+    let err = &out.stderr;
     assert!(
         err.contains("--mqtt-listen `nowhere` is not an address"),
         "{err}"

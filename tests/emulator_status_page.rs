@@ -7,119 +7,40 @@
 //! the token it is refused with 401. The screenshot is kept as
 //! target/tmp/status-page.png.
 //!
-//! Needs /usr/bin/chromium (`apt-get install chromium`), Node.js and the
-//! openssl CLI; a missing one fails the test naming it.
+//! Needs /usr/bin/chromium (`apt-get install chromium`), Node.js with
+//! tests/node's packages, bash and the openssl CLI; a missing one fails the
+//! test naming it (or skips it visibly when PKI_TEST_SKIP names it).
 
-mod common;
-#[path = "emulator_support/mod.rs"]
-mod emulator_support;
-mod node_support;
-
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use common::*;
-use emulator_support::TestChain;
+use crate::support::{
+    Pki, StartupText, TestChain, bash, ensure_node_modules, node_dir, require_tools, run_tool, s,
+    tmp,
+};
 use serde_json::Value;
-
-struct Emu {
-    child: Child,
-    startup: String,
-}
-
-impl Drop for Emu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Emu {
-    /// Starts `pki emulator` (start-up text, not --json) and reads up to "Press Ctrl-C".
-    fn start(data: &Path) -> Emu {
-        let mut child = Command::new(pki_bin())
-            .args([
-                "emulator",
-                "--in-memory",
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-            ])
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start pki emulator");
-        let mut reader = BufReader::new(child.stdout.take().unwrap());
-        let mut startup = String::new();
-        while !startup.contains("Press Ctrl-C") {
-            let mut l = String::new();
-            if reader.read_line(&mut l).unwrap() == 0 {
-                break;
-            }
-            startup.push_str(&l);
-        }
-        // Keep draining stdout so the emulator never blocks on a full pipe.
-        std::thread::spawn(move || for _ in reader.lines() {});
-        Emu { child, startup }
-    }
-
-    fn field(&self, label: &str) -> String {
-        self.startup
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(label))
-            .unwrap_or_else(|| panic!("no `{label}` in start-up text:\n{}", self.startup))
-            .trim()
-            .to_string()
-    }
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().expect("cannot run");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        raw_stdout: out.stdout,
-    }
-}
 
 /// base64(SHA-256(SubjectPublicKeyInfo)) of a certificate, by the openssl CLI.
 fn spki_sha256(cert: &Path) -> String {
-    let out = run(Command::new("bash").arg("-c").arg(
+    let out = bash(
         "openssl x509 -in \"$1\" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | openssl base64 -A",
-    ).arg("bash").arg(cert));
+        &[s(cert)],
+    );
     assert_eq!(out.code, Some(0), "openssl: {}", out.stderr);
     out.stdout.trim().to_string()
 }
 
 #[test]
 fn status_page_in_chromium_shows_groups_registrations_and_refusals() {
-    if !node_support::ensure_node_modules() {
+    const TEST: &str = "status_page_in_chromium_shows_groups_registrations_and_refusals";
+    // ensure_node_modules installs every package of tests/node, playwright-core too.
+    if !ensure_node_modules(TEST) || !require_tools(&["chromium", "bash", "openssl"], TEST) {
         return;
-    }
-    assert!(
-        Path::new("/usr/bin/chromium").is_file(),
-        "this test needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
-    );
-    if !node_support::node_dir()
-        .join("node_modules/playwright-core")
-        .is_dir()
-    {
-        let st = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(node_support::node_dir())
-            .status();
-        assert!(
-            st.is_ok_and(|s| s.success()),
-            "npm ci in tests/node failed (playwright-core)"
-        );
     }
     let dir = tmp();
     let work = dir.path();
     let data = work.join("data");
-    let emu = Emu::start(&data);
+    let emu = StartupText::start(work, &["--data", s(&data)]);
     let link = emu.field("status page:");
     let cs = emu.field("service connection string:");
     let scope = emu.field("ID scope:");
@@ -130,11 +51,10 @@ fn status_page_in_chromium_shows_groups_registrations_and_refusals() {
     assert!(link.starts_with(&format!("{endpoint}/?token=")), "{link}");
 
     let pki_env = |args: &[&str]| {
-        let mut c = pki_cmd();
-        c.env("DPS_CONNECTION_STRING", &cs)
-            .args(args)
-            .args(["--ca-file", ca]);
-        run(&mut c)
+        Pki::new(args)
+            .args(["--ca-file", ca])
+            .env("DPS_CONNECTION_STRING", &cs)
+            .run()
     };
 
     // A group through the service API, and a symmetric-key group whose keys must stay off the page.
@@ -198,17 +118,20 @@ fn status_page_in_chromium_shows_groups_registrations_and_refusals() {
     let spki = spki_sha256(&data.join("server.pem"));
     let no_token = format!("{endpoint}/");
     let profile = work.join("chromium-profile");
-    let out = run(Command::new("node")
-        .arg(node_support::node_dir().join("status_page.js"))
-        .args([&link, &no_token, &spki, s(&shot), s(&profile)])
-        .args([
-            "page-group",
-            "page-sym-group",
-            "page-dev-ok",
-            "page-hub.azure-devices.net",
-            "page-dev-refused",
-            "refused (HTTP 401)",
-        ]));
+    let out = run_tool(
+        Command::new("node")
+            .arg(node_dir().join("status_page.js"))
+            .args([&link, &no_token, &spki, s(&shot), s(&profile)])
+            .args([
+                "page-group",
+                "page-sym-group",
+                "page-dev-ok",
+                "page-hub.azure-devices.net",
+                "page-dev-refused",
+                "refused (HTTP 401)",
+            ]),
+        "node",
+    );
     assert_eq!(out.code, Some(0), "node: {}", out.stderr);
     let v: Value = serde_json::from_str(out.stdout.lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("{e}: {}{}", out.stdout, out.stderr));

@@ -6,16 +6,13 @@
 //! token lists groups, a device token registers a symmetric-key group device.
 //! Secrets come from flags or environment variables and never appear in errors.
 
-mod common;
-#[path = "emulator_support/mod.rs"]
-mod emulator_support;
-mod node_support;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use common::*;
-use emulator_support::{DEVICE_API, Emulator, SERVICE_API};
+use crate::support::{
+    DEVICE_API, Emulator, Pki, Run, SERVICE_API, bash, ensure_node_modules, node_dir, now,
+    require_tools, run_tool, tmp,
+};
 use serde_json::{Value, json};
 
 const GROUP_KEY: &str = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0xMjM0NTY3OA==";
@@ -23,67 +20,47 @@ const GROUP_KEY: &str = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0xMjM0NTY3OA==";
 const LONG_KEY: &str =
     "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
 
-/// `pki sas …` with none of the secret variables inherited from the caller.
+/// `pki sas …` (the runner removes every secret variable a caller could
+/// have set; `env` sets the ones the case needs).
+#[track_caller]
 fn sas(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut c = pki_cmd();
-    for k in [
-        "PKI_GROUP_KEY",
-        "PKI_DEVICE_KEY",
-        "DPS_CONNECTION_STRING",
-        "PROVISIONING_IDSCOPE",
-    ] {
-        c.env_remove(k);
+    let mut p = Pki::new(["sas"]);
+    for a in args {
+        p = p.arg(a);
     }
     for (k, v) in env {
-        c.env(k, v);
+        p = p.env(k, v);
     }
-    let out = c.arg("sas").args(args).output().expect("cannot run pki");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        raw_stdout: out.stdout,
-    }
+    p.run()
 }
 
 fn node(script: &str, args: &[&str]) -> String {
-    let path = node_support::node_dir().join(script);
-    let out = Command::new("node").arg(path).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_tool(
+        Command::new("node").arg(node_dir().join(script)).args(args),
+        "node",
     );
-    String::from_utf8(out.stdout).unwrap()
+    assert!(out.status.success(), "{script}: {}", out.stderr);
+    out.stdout
 }
 
 /// `az`'s documented derivation, computed with the openssl CLI.
 fn openssl_device_key(group_key_b64: &str, id: &str) -> String {
     let key = base64_decode_hex(group_key_b64);
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg("printf '%s' \"$2\" | openssl dgst -sha256 -mac HMAC -macopt hexkey:\"$1\" -binary | openssl base64 -A")
-        .arg("bash")
-        .args([&key, id])
-        .output()
-        .expect("this test needs bash and the openssl CLI");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = bash(
+        "printf '%s' \"$2\" | openssl dgst -sha256 -mac HMAC -macopt hexkey:\"$1\" -binary | openssl base64 -A",
+        &[&key, id],
     );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    assert!(out.status.success(), "{}", out.stderr);
+    out.stdout.trim().to_string()
 }
 
 fn base64_decode_hex(b64: &str) -> String {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg("printf '%s' \"$1\" | openssl base64 -d -A | od -An -v -tx1 | tr -d ' \\n'")
-        .arg("bash")
-        .arg(b64)
-        .output()
-        .expect("this test needs bash, od and the openssl CLI");
-    String::from_utf8(out.stdout).unwrap()
+    let out = bash(
+        "printf '%s' \"$1\" | openssl base64 -d -A | od -An -v -tx1 | tr -d ' \\n'",
+        &[b64],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    out.stdout
 }
 
 fn fields(token: &str) -> BTreeMap<String, String> {
@@ -101,7 +78,8 @@ fn fields(token: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn device_key_matches_node_sdk_and_az_recipe() {
-    if !node_support::ensure_node_modules() {
+    const TEST: &str = "device_key_matches_node_sdk_and_az_recipe";
+    if !ensure_node_modules(TEST) || !require_tools(&["bash", "openssl"], TEST) {
         return;
     }
     for (key, id) in [
@@ -122,7 +100,7 @@ fn device_key_matches_node_sdk_and_az_recipe() {
 
 #[test]
 fn service_token_matches_node_sdk() {
-    if !node_support::ensure_node_modules() {
+    if !ensure_node_modules("service_token_matches_node_sdk") {
         return;
     }
     let cs = format!(
@@ -153,7 +131,7 @@ fn service_token_matches_node_sdk() {
 
 #[test]
 fn device_token_matches_node_sdk_with_device_or_group_key() {
-    if !node_support::ensure_node_modules() {
+    if !ensure_node_modules("device_token_matches_node_sdk_with_device_or_group_key") {
         return;
     }
     let id = "sensor-17";
@@ -213,7 +191,7 @@ fn device_token_matches_node_sdk_with_device_or_group_key() {
                 ("PKI_GROUP_KEY", LONG_KEY),
                 (
                     "DPS_CONNECTION_STRING",
-                    "HostName=x;SharedAccessKeyName=y;SharedAccessKey=eA==",
+                    "HostName=x;SharedAccessKeyName=y;SharedAccessKey=bm90LXRoZS1ncm91cC1rZXk=",
                 ),
             ],
         ),

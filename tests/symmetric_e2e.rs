@@ -5,12 +5,7 @@
 //! device of that group over HTTPS (key from the flag or the environment);
 //! a wrong key is refused with DPS's 401 and a hint, never echoing the key.
 
-mod common;
-#[path = "emulator_support/mod.rs"]
-mod emulator_support;
-
-use common::*;
-use emulator_support::Emulator;
+use crate::support::{Emulator, Pki, Run, TempDir, pki, tmp};
 use serde_json::Value;
 
 const GIVEN_KEY: &str = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0xMjM0NTY3OA==";
@@ -27,26 +22,18 @@ impl Ctx {
         Ctx { emu, _dir: dir }
     }
 
-    /// `pki ARGS --ca-file CA` with the connection string in the environment.
+    /// `pki ARGS --ca-file CA` with the connection string in the environment
+    /// (the runner removes every `PKI_*` a caller could have set).
+    #[track_caller]
     fn pki(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let cs = self.emu.info["connectionString"].as_str().unwrap();
-        let ca = self.emu.info["caFile"].as_str().unwrap();
-        let mut all = vec![("DPS_CONNECTION_STRING", cs)];
-        all.extend_from_slice(env);
-        let mut a = args.to_vec();
-        a.extend(["--ca-file", ca]);
-        let mut c = pki_cmd();
-        c.env_remove("PKI_GROUP_KEY").env_remove("PKI_DEVICE_KEY");
-        for (k, v) in all {
-            c.env(k, v);
+        let mut p = Pki::new(args)
+            .arg("--ca-file")
+            .arg(self.emu.ca())
+            .env("DPS_CONNECTION_STRING", &self.emu.cs());
+        for (k, v) in env {
+            p = p.env(k, v);
         }
-        let out = c.args(&a).output().unwrap();
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            raw_stdout: out.stdout,
-        }
+        p.run()
     }
 
     fn register(&self, id: &str, key_args: &[&str], env: &[(&str, &str)]) -> Run {

@@ -18,18 +18,30 @@ mod client_faults;
 mod client_register;
 // `pki`'s SAS tokens equal the Node SDK's.
 mod client_sas_node;
+// `pki completions` (bash completes for real) and `pki man` (rendered by man-db).
+mod completions;
 // CSRs (issue 10): `pki csr new`, `pki device new --csr`, bad CSRs.
 mod csr;
 // `pki device new`: devices under pki, certGen.sh and openssl CAs.
 mod device;
 // `pki emulator` over real HTTPS, split by API.
 mod emulator;
+// `pki emulator --print-env`: the block is all the Node SDK, Python and Java need.
+mod emulator_env;
+// MQTT and MQTT over WebSockets: the Python and Node SDKs, the same refusals as HTTPS.
+mod emulator_mqtt;
 // The emulator with the official Node device and service SDKs.
 mod emulator_node;
+// The emulator's status page in headless Chromium (playwright-core).
+mod emulator_status_page;
 // The emulator with the official Java service and device SDKs (tests/java).
 mod java_sdk;
 // `pki inspect`: certificate details and DPS chain checks.
 mod inspect;
+// `pki sas device-key` and `pki sas token` against the Node SDK, az's recipe and the emulator.
+mod sas;
+// Symmetric-key groups end to end: `pki enroll --symmetric-key`, `pki register --group-key`.
+mod symmetric_e2e;
 // `pki to-string` and `pki to-java-string`, compiled by each language's toolchain.
 mod to_string;
 // `pki verify-code`: proof-of-possession certificates.
