@@ -180,6 +180,7 @@ impl DeviceArgs {
                 legacy: self.pfx_legacy,
             }),
             force,
+            keep_entries: self.json,
         }
     }
 
@@ -292,16 +293,13 @@ pub fn print_summary(
         return Ok(());
     }
     let shown = |p: String| layout.base().join(p).display().to_string();
-    let mut device_count = 0;
+    let device_count = summary.device_count;
     for e in &summary.issued {
         let label = match e.role.as_str() {
             "root-ca" => "Root CA",
             "intermediate-ca" => "Intermediate CA",
             "edge-ca" => "Edge device CA",
-            _ => {
-                device_count += 1;
-                continue;
-            }
+            _ => continue,
         };
         println!(
             "{label:<16} {}  ({}, {}, until {})",
@@ -318,12 +316,7 @@ pub fn print_summary(
     {
         println!("{:<16} {}", "CA chain", layout.chain_cert().display());
     }
-    let devs: Vec<_> = summary
-        .issued
-        .iter()
-        .filter(|e| e.role == "device")
-        .collect();
-    if let (Some(first), Some(last)) = (devs.first(), devs.last()) {
+    if let (Some(first), Some(last)) = (&summary.first_device, &summary.last_device) {
         let range = if device_count == 1 {
             first.common_name.clone()
         } else {
