@@ -6,7 +6,7 @@
 //! minutes in the past for clock skew, and never lets a child outlive its
 //! issuer.
 
-use rcgen::{CertificateParams, Issuer, KeyPair, PublicKeyData, SerialNumber};
+use rcgen::{CertificateParams, Issuer, KeyPair, PublicKeyData, SerialNumber, SigningKey};
 use time::{Duration, OffsetDateTime};
 
 use crate::cert;
@@ -26,6 +26,10 @@ pub struct IssuedCert {
     pub pem: String,
     /// Subject common name.
     pub common_name: String,
+    /// Serial number as encoded (big-endian, no sign byte needed).
+    pub serial: Vec<u8>,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
     /// End of validity.
     pub not_after: OffsetDateTime,
     /// Whether notAfter was cut short to the issuer's notAfter.
@@ -82,6 +86,7 @@ impl Ca {
             )));
         }
         let common_name = cert::common_name(&x509).unwrap_or_default();
+        let not_before = x509.validity().not_before.to_datetime();
         let not_after = x509.validity().not_after.to_datetime();
         let issuer = Issuer::from_ca_cert_der(&cert_der.to_vec().into(), key)
             .map_err(|e| Error::input(format!("cannot use {what} as an issuer: {e}")))?;
@@ -90,6 +95,8 @@ impl Ca {
                 der: cert_der.to_vec(),
                 pem: pem_lf("CERTIFICATE", cert_der),
                 common_name,
+                serial: x509.raw_serial().to_vec(),
+                not_before,
                 not_after,
                 capped: false,
             },
@@ -108,7 +115,7 @@ pub fn issue(
     profile: &Profile,
     common_name: &str,
     days: u32,
-    subject_key: &KeyPair,
+    subject_key: &impl SigningKey,
     issuer: Option<&Ca>,
 ) -> Result<IssuedCert> {
     issue_with_params(profile, common_name, days, subject_key, issuer).map(|(c, _)| c)
@@ -118,7 +125,7 @@ fn issue_with_params(
     profile: &Profile,
     common_name: &str,
     days: u32,
-    subject_key: &KeyPair,
+    subject_key: &impl SigningKey,
     issuer: Option<&Ca>,
 ) -> Result<(IssuedCert, CertificateParams)> {
     let now = OffsetDateTime::now_utc()
@@ -144,7 +151,8 @@ fn issue_with_params(
             issuer.map(|c| c.cert.common_name.as_str()).unwrap_or("")
         )));
     }
-    params.serial_number = Some(random_serial()?);
+    let serial = random_serial()?;
+    params.serial_number = Some(serial.clone());
     profile.apply(&mut params, common_name, is_rsa(subject_key))?;
     let cert = match issuer {
         Some(ca) => params.signed_by(subject_key, &ca.issuer)?,
@@ -156,6 +164,8 @@ fn issue_with_params(
             pem: pem_lf("CERTIFICATE", &der),
             der,
             common_name: common_name.to_string(),
+            serial: serial.to_bytes(),
+            not_before: params.not_before,
             not_after: params.not_after,
             capped,
         },
@@ -179,8 +189,13 @@ pub fn check_days(days: u32) -> Result<()> {
     not_after_for(OffsetDateTime::now_utc(), days).map(|_| ())
 }
 
-fn is_rsa(key: &KeyPair) -> bool {
-    crate::keys::describe(key) == "rsa"
+fn is_rsa(key: &impl PublicKeyData) -> bool {
+    // Every algorithm pki signs with other than ECDSA and Ed25519 is RSA
+    // (the rule `keys::describe` follows).
+    let alg = key.algorithm();
+    alg != &rcgen::PKCS_ECDSA_P256_SHA256
+        && alg != &rcgen::PKCS_ECDSA_P384_SHA384
+        && alg != &rcgen::PKCS_ED25519
 }
 
 /// A random, positive, 16-byte serial number (RFC 5280 allows up to 20 bytes).

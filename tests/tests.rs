@@ -6,6 +6,8 @@ mod support;
 
 // `pki chain new`: files, profiles, key types, certGen.sh parity, failures.
 mod chain;
+// Peak memory of a bulk run stays flat in the number of devices.
+mod chain_memory;
 // `pki ca` against a scripted fake DPS: upload and proof of possession.
 mod client_ca;
 // The tutorial flow and Node service SDK interop against `pki emulator`.

@@ -179,6 +179,7 @@ impl DeviceArgs {
                 legacy: self.pfx_legacy,
             }),
             force,
+            keep_entries: self.json,
         }
     }
 
