@@ -121,6 +121,40 @@ pub fn issue(
     issue_with_params(profile, common_name, days, subject_key, issuer).map(|(c, _)| c)
 }
 
+/// Signs a certificate of `profile` for a public key whose private key
+/// `pki` never sees (a CSR's key): the profile, not the request, decides
+/// every extension.
+pub fn issue_for_public_key(
+    profile: &Profile,
+    common_name: &str,
+    days: u32,
+    public_key: &rcgen::SubjectPublicKeyInfo,
+    issuer: &Ca,
+) -> Result<IssuedCert> {
+    let rsa = [
+        &rcgen::PKCS_RSA_SHA256,
+        &rcgen::PKCS_RSA_SHA384,
+        &rcgen::PKCS_RSA_SHA512,
+    ]
+    .contains(&public_key.algorithm());
+    let (params, capped) = params_for(profile, common_name, days, rsa, Some(issuer))?;
+    let cert = params.signed_by(public_key, &issuer.issuer)?;
+    let der = cert.der().to_vec();
+    Ok(IssuedCert {
+        pem: pem_lf("CERTIFICATE", &der),
+        der,
+        common_name: common_name.to_string(),
+        serial: params
+            .serial_number
+            .as_ref()
+            .map(SerialNumber::to_bytes)
+            .unwrap_or_default(),
+        not_before: params.not_before,
+        not_after: params.not_after,
+        capped,
+    })
+}
+
 fn issue_with_params(
     profile: &Profile,
     common_name: &str,
@@ -128,6 +162,40 @@ fn issue_with_params(
     subject_key: &impl SigningKey,
     issuer: Option<&Ca>,
 ) -> Result<(IssuedCert, CertificateParams)> {
+    let (params, capped) = params_for(profile, common_name, days, is_rsa(subject_key), issuer)?;
+    let cert = match issuer {
+        Some(ca) => params.signed_by(subject_key, &ca.issuer)?,
+        None => params.self_signed(subject_key)?,
+    };
+    let der = cert.der().to_vec();
+    Ok((
+        IssuedCert {
+            pem: pem_lf("CERTIFICATE", &der),
+            der,
+            common_name: common_name.to_string(),
+            serial: params
+                .serial_number
+                .as_ref()
+                .map(SerialNumber::to_bytes)
+                .unwrap_or_default(),
+            not_before: params.not_before,
+            not_after: params.not_after,
+            capped,
+        },
+        params,
+    ))
+}
+
+/// The parameters of a certificate: validity (capped at the issuer's),
+/// serial and the profile's subject and extensions; and whether the
+/// validity was capped noticeably.
+fn params_for(
+    profile: &Profile,
+    common_name: &str,
+    days: u32,
+    rsa_subject: bool,
+    issuer: Option<&Ca>,
+) -> Result<(CertificateParams, bool)> {
     let now = OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .map_err(|e| Error::failed(e.to_string()))?;
@@ -151,26 +219,9 @@ fn issue_with_params(
             issuer.map(|c| c.cert.common_name.as_str()).unwrap_or("")
         )));
     }
-    let serial = random_serial()?;
-    params.serial_number = Some(serial.clone());
-    profile.apply(&mut params, common_name, is_rsa(subject_key))?;
-    let cert = match issuer {
-        Some(ca) => params.signed_by(subject_key, &ca.issuer)?,
-        None => params.self_signed(subject_key)?,
-    };
-    let der = cert.der().to_vec();
-    Ok((
-        IssuedCert {
-            pem: pem_lf("CERTIFICATE", &der),
-            der,
-            common_name: common_name.to_string(),
-            serial: serial.to_bytes(),
-            not_before: params.not_before,
-            not_after: params.not_after,
-            capped,
-        },
-        params,
-    ))
+    params.serial_number = Some(random_serial()?);
+    profile.apply(&mut params, common_name, rsa_subject)?;
+    Ok((params, capped))
 }
 
 /// `now` plus `days`, refusing 0 days and dates past year 9999.

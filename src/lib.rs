@@ -7,9 +7,11 @@
 //!   profiles and the one function that signs a certificate.
 //! - [`layout`], [`fsio`], [`pfx`], [`manifest`]: where files go and how they
 //!   are written (atomically, keys 0600).
-//! - [`chain`]: `pki chain new` and `pki device new`.
+//! - [`chain`]: `pki chain new` and `pki device new`; [`chain_csr`]:
+//!   `pki device new --csr` (signing external CSRs).
 //! - [`cert`]: reading PEM/DER certificates, common names, thumbprints.
 //! - [`ca_dir`]: finding the signing CA (certificate and key) in a CA directory.
+//! - [`csr`]: certificate signing requests (PKCS#10): read, verify, make.
 //! - [`inspect`]: describing certificates and checking chains against DPS's rules.
 //! - [`regid`]: DPS registration and enrollment ID rules.
 //! - [`verify_code`]: proof-of-possession certificates.
@@ -21,7 +23,9 @@
 pub mod ca_dir;
 pub mod cert;
 pub mod chain;
+pub mod chain_csr;
 pub mod cli;
+pub mod csr;
 pub mod dps;
 pub mod emulator;
 pub mod envblock;

@@ -12,12 +12,16 @@ mod chain_memory;
 mod client_ca;
 // The tutorial flow and Node service SDK interop against `pki emulator`.
 mod client_e2e;
+// DPS certificate issuance end to end: enroll --certificate-policy, register --csr auto.
+mod client_issuance;
 // DPS client faults: throttling, server errors, races, wrong keys.
 mod client_faults;
 // `pki register` against a scripted fake DPS.
 mod client_register;
 // `pki`'s SAS tokens equal the Node SDK's.
 mod client_sas_node;
+// CSRs (issue 10): `pki csr new`, `pki device new --csr`, bad CSRs.
+mod csr;
 // `pki device new`: devices under pki, certGen.sh and openssl CAs.
 mod device;
 // `pki emulator` over real HTTPS, split by API.

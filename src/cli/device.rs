@@ -1,5 +1,7 @@
 //! `pki device new`: devices under an existing CA directory.
 
+use std::path::PathBuf;
+
 use clap::{Args, Subcommand};
 
 use super::args::{DeviceArgs, check_ids, progress};
@@ -20,7 +22,10 @@ pub enum DeviceCommand {
   Under a certGen.sh directory (encrypted CA keys, password 1234), signed by its intermediate:
     pki device new --ca-dir ~/certGen --ca-key-password 1234 new-device-01
   A self-signed device for an individual enrollment:
-    pki device new --self-signed lonely-device")]
+    pki device new --self-signed lonely-device
+  Sign CSRs from a factory line (keys stay in the devices), one file or a directory:
+    pki device new --csr line7/sensor-17.csr.pem
+    pki device new --csr line7/")]
     New(DeviceNewArgs),
 }
 
@@ -47,12 +52,24 @@ pub struct DeviceNewArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Sign these PKCS#10 CSRs (PEM or DER files, or directories of `*.csr`,
+    /// `*.csr.pem`, `*.req`, `*.csr.der`) instead of making keys; no key or PFX is written.
+    #[arg(long, value_name = "FILE|DIR", num_args = 1.., conflicts_with_all = ["ids", "self_signed", "key"])]
+    pub csr: Vec<PathBuf>,
+
+    /// With one --csr: the registration ID (certificate CN) to use instead of the CSR's CN.
+    #[arg(long, value_name = "ID", requires = "csr")]
+    pub cn: Option<String>,
+
     #[command(flatten)]
     pub devices: DeviceArgs,
 }
 
 pub fn run(cmd: DeviceCommand) -> Result<()> {
     let DeviceCommand::New(args) = cmd;
+    if !args.csr.is_empty() {
+        return run_csr(&args);
+    }
     let out = args.devices.output();
     let mut ids = args.ids.clone();
     ids.extend(args.devices.device.iter().cloned());
@@ -91,4 +108,39 @@ pub fn run(cmd: DeviceCommand) -> Result<()> {
     };
     summary.notes.splice(0..0, warnings);
     print_summary(&summary, &layout, &plan, args.devices.json, &out)
+}
+
+/// `pki device new --csr`: signs external CSRs; every CSR and option is
+/// checked before anything is written.
+fn run_csr(args: &DeviceNewArgs) -> Result<()> {
+    let d = &args.devices;
+    if !d.device.is_empty() || d.devices.is_some() || d.device_key.is_some() {
+        return Err(crate::Error::input(
+            "--csr signs the CSRs' own keys: drop --device, --devices and --device-key",
+        ));
+    }
+    if d.key_password.is_some() {
+        return Err(crate::Error::input(
+            "--csr writes no private key, so --key-password has nothing to encrypt; drop it",
+        ));
+    }
+    let out = d.output();
+    let (requests, warnings) = crate::chain_csr::collect(&args.csr, args.cn.as_deref())?;
+    let days = d.days.unwrap_or(365);
+    crate::issue::check_days(days)?;
+    let layout = Layout::new(&args.ca.ca_dir);
+    let loaded = chain::load_issuer(
+        &layout,
+        args.ca
+            .issuer
+            .as_ref()
+            .unwrap_or(&IssuerChoice::Intermediate),
+        args.ca.ca_key.as_deref(),
+        args.ca.ca_key_password.as_deref(),
+    )?;
+    let mut summary = crate::chain_csr::sign(&layout, &loaded, &requests, days, args.force)?;
+    summary.notes.splice(0..0, warnings);
+    let mut plan = d.plan(Vec::new(), KeyType::EcP384, days, args.force);
+    plan.pfx = None;
+    print_summary(&summary, &layout, &plan, d.json, &out)
 }

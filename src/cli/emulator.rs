@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::emulator::issuance::Declared;
 use crate::emulator::{Options, prepare, serve};
 use crate::envblock::{self, Endpoint};
 use crate::error::{Error, Result};
@@ -55,7 +56,8 @@ pub struct EmulatorArgs {
     /// Do not log refused requests and registrations on stderr.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Print one JSON object (connectionString, idScope, caFile, listen, serviceHost) on stdout.
+    /// Print one JSON object (connectionString, idScope, caFile, listen, serviceHost,
+    /// certificatePolicies) on stdout.
     #[arg(long)]
     pub json: bool,
     /// Print the environment block for the emulator using --data and --listen, then exit
@@ -69,6 +71,15 @@ pub struct EmulatorArgs {
     /// The `pki chain new` directory holding --device's files.
     #[arg(long, default_value = ".", value_name = "DIR", requires = "device")]
     pub ca_dir: PathBuf,
+    /// A certificate policy for DPS certificate issuance, NAMESPACE/CA/POLICY (or POLICY in
+    /// default/default), with its validity in days (7-90, default 30); repeatable. Policies
+    /// are also created when an enrollment first names one. Roots go to
+    /// <data>/certificate-policies/<ns>/<ca>/<policy>/root.cert.pem.
+    #[arg(long = "certificate-policy", value_name = "NAME[:DAYS]")]
+    pub certificate_policies: Vec<String>,
+    /// Allow certificate-policy validities of 1-6 days (shorter than the service allows), for renewal tests.
+    #[arg(long)]
+    pub short_certificate_validity: bool,
 }
 
 /// Runs the emulator until Ctrl-C or SIGTERM.
@@ -89,6 +100,11 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
         let vars = envblock::vars(&ep, device.as_ref());
         return super::output::write_stdout(envblock::render(format, &ep, &vars).as_bytes());
     }
+    let certificate_policies = args
+        .certificate_policies
+        .iter()
+        .map(|s| Declared::parse(s, args.short_certificate_validity))
+        .collect::<Result<Vec<_>>>()?;
     let opts = Options {
         listen: args.listen,
         hostnames: args.hostnames,
@@ -99,6 +115,7 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
         iot_hubs: args.iot_hubs,
         require_verified_ca: args.require_verified_ca,
         log: !args.quiet,
+        certificate_policies,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -131,6 +148,17 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
             println!("Environment for the SDK samples (also: pki emulator --print-env sh|powershell|dotenv):");
             let vars = envblock::vars(&ep, device.as_ref());
             print!("{}", envblock::render(envblock::Format::Sh, &ep, &vars));
+            for p in &s.certificate_policies {
+                println!(
+                    "  certificate policy {} ({} days), root: {}",
+                    p.name,
+                    p.validity_days,
+                    p.root_file
+                        .as_deref()
+                        .unwrap_or(std::path::Path::new(""))
+                        .display()
+                );
+            }
             println!(
                 "  storage: {}",
                 if opts.in_memory {

@@ -167,6 +167,20 @@ struct GroupArgs {
     /// If another writer changes the group between read and write, read it again and retry.
     #[arg(long)]
     retry_conflicts: bool,
+    /// Certificate issuance: the ADR certificate policy that issues the devices'
+    /// operational certificates, NAMESPACE/CA/POLICY (or use the three flags below).
+    #[arg(long, value_name = "NAMESPACE/CA/POLICY", value_parser = parse_policy,
+          conflicts_with_all = ["namespace", "certificate_authority", "policy"])]
+    certificate_policy: Option<[String; 3]>,
+    /// The ADR namespace of the certificate policy (with --certificate-authority and --policy).
+    #[arg(long, value_name = "NAME", requires_all = ["certificate_authority", "policy"])]
+    namespace: Option<String>,
+    /// The certificate authority of the policy (with --namespace and --policy).
+    #[arg(long, value_name = "NAME", requires_all = ["namespace", "policy"])]
+    certificate_authority: Option<String>,
+    /// The certificate policy name (with --namespace and --certificate-authority).
+    #[arg(long, value_name = "NAME", requires_all = ["namespace", "certificate_authority"])]
+    policy: Option<String>,
     /// Accept an expired signing certificate.
     #[arg(long)]
     allow_expired: bool,
@@ -370,6 +384,18 @@ fn create_or_update(a: GroupArgs) -> Result<()> {
             primary: a.primary_key.clone(),
             secondary: a.secondary_key.clone(),
         }),
+        certificate_policy: match (
+            &a.certificate_policy,
+            &a.namespace,
+            &a.certificate_authority,
+            &a.policy,
+        ) {
+            (Some(p), ..) => Some(p.clone()),
+            (None, Some(n), Some(c), Some(p)) => {
+                Some(parse_policy(&format!("{n}/{c}/{p}")).map_err(Error::input)?)
+            }
+            _ => None,
+        },
     };
 
     spec.check()?;
@@ -384,7 +410,10 @@ fn create_or_update(a: GroupArgs) -> Result<()> {
         return Ok(());
     }
 
-    let client = ServiceClient::new(a.conn.load()?, a.net.options())?;
+    let mut client = ServiceClient::new(a.conn.load()?, a.net.options())?;
+    if spec.certificate_policy.is_some() {
+        client = client.with_api_version(crate::dps::client::POLICY_API_VERSION);
+    }
     let how = Concurrency {
         if_match: a.if_match.as_deref(),
         retry_conflicts: a.retry_conflicts,
@@ -434,4 +463,24 @@ fn disallow(
         print!("{}", enrollment::summary(&stored));
     }
     Ok(())
+}
+
+/// Parses `--certificate-policy NAMESPACE/CA/POLICY`: three names of
+/// letters, digits, `-`, `_` and `.`.
+fn parse_policy(s: &str) -> std::result::Result<[String; 3], String> {
+    let parts: Vec<&str> = s.split('/').collect();
+    let ok = |p: &str| {
+        (1..=63).contains(&p.len())
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && !p.starts_with(['.', '-'])
+    };
+    match parts[..] {
+        [ns, ca, policy] if [ns, ca, policy].iter().all(|p| ok(p)) => {
+            Ok([ns.to_string(), ca.to_string(), policy.to_string()])
+        }
+        _ => Err(format!(
+            "`{s}` is not NAMESPACE/CA/POLICY: three names of 1-63 letters, digits, `-`, `_` or `.`, e.g. my-namespace/my-ca/device-policy"
+        )),
+    }
 }

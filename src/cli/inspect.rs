@@ -43,23 +43,33 @@ pub fn run(args: InspectArgs) -> Result<()> {
     if let Some(chain) = &args.chain {
         return run_chain(chain, args.root.as_ref(), args.json);
     }
-    let mut infos = Vec::new();
+    // (file, JSON, text) per certificate or CSR.
+    let mut infos: Vec<(String, serde_json::Value, String)> = Vec::new();
     for file in &args.files {
         let what = file.display().to_string();
-        for der in read_certificates(&read_input_or_stdin(file)?, &what)? {
-            infos.push((what.clone(), CertDetails::from_der(&der, &what)?));
+        let data = read_input_or_stdin(file)?;
+        if crate::csr::looks_like_csr(&data) {
+            let csr = crate::csr::Csr::parse(&data, &what)?;
+            infos.push((what.clone(), csr.details(), csr.render()));
+            continue;
+        }
+        for der in read_certificates(&data, &what)? {
+            let info = CertDetails::from_der(&der, &what)?;
+            let value = serde_json::to_value(&info)
+                .map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?;
+            infos.push((what.clone(), value, info.render()));
         }
     }
     if args.json {
-        let list: Vec<_> = infos.iter().map(|(_, i)| i).collect();
+        let list: Vec<_> = infos.iter().map(|(_, v, _)| v).collect();
         println!("{}", to_json(&list)?);
     } else {
-        for (n, (file, info)) in infos.iter().enumerate() {
+        for (n, (file, _, text)) in infos.iter().enumerate() {
             if n > 0 {
                 println!();
             }
             println!("== {file} [{}]", n + 1);
-            print!("{}", info.render());
+            print!("{text}");
         }
     }
     Ok(())

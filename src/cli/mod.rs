@@ -16,6 +16,7 @@ mod ca;
 mod ca_select;
 mod chain;
 mod completions;
+mod csr;
 mod device;
 mod emulator;
 mod enroll;
@@ -66,6 +67,13 @@ See `pki chain new --help` for every option.")]
   pki device new --self-signed lonely-device       for an individual enrollment
 See `pki device new --help` for every option.")]
     Device(device::DeviceCommand),
+    /// Certificate signing requests: a device key and its PKCS#10 CSR.
+    #[command(subcommand)]
+    #[command(after_help = "Examples:
+  pki csr new sensor-17                    P-384 key and CSR with CN=sensor-17
+  pki device new --csr csr/sensor-17.csr.pem   sign it under ./certs's lowest CA
+See `pki csr new --help` for every option.")]
+    Csr(csr::CsrCommand),
     /// Show certificates, or check a device chain against DPS's rules.
     Inspect(inspect::InspectArgs),
     /// Make a proof-of-possession ("verification code") certificate.
@@ -125,6 +133,7 @@ fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Chain(c) => chain::run(c),
         Command::Device(c) => device::run(c),
+        Command::Csr(c) => csr::run(c),
         Command::Inspect(a) => inspect::run(a),
         Command::VerifyCode(a) => verify_code::run(a),
         Command::ToJavaString(a) => to_string::run_java(a),
@@ -288,6 +297,7 @@ mod tests {
             &["pki"][..],
             &["pki", "chain"],
             &["pki", "device"],
+            &["pki", "csr"],
             &["pki", "ca"],
             &["pki", "enroll"],
         ] {

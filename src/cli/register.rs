@@ -4,17 +4,21 @@
 //! to the leaf's CN); a symmetric-key device with a SAS token signed with its
 //! key, given or derived from its group's key (`--symmetric-key`, `--group-key`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use base64::Engine;
 use serde_json::Value;
 
 use super::args::{NetArgs, block_on, warn};
 use crate::cert;
+use crate::csr::Csr;
 use crate::dps::client::{DeviceClient, Registration};
 use crate::dps::http::ClientIdentity;
 use crate::dps::vocab::RegistrationStatus;
 use crate::error::{Error, Result};
+use crate::fsio::{Mode, Staging, ensure_dir};
+use crate::keys::{KeyType, private_key_pem};
 use crate::regid::RegistrationId;
 
 /// DPS's global device endpoint.
@@ -29,7 +33,11 @@ const GLOBAL_HOST: &str = "global.azure-devices-provisioning.net";
 pki register --id-scope 0ne00000001 --registration-id sensor-17 \\\n    \
 --group-key \"$GROUP_KEY\" --host localhost:8443 --ca-file dps-emulator/ca.pem\n  \
 PKI_DEVICE_KEY=… pki register --id-scope 0ne00000001 \\\n    \
---registration-id sensor-17 --symmetric-key"
+--registration-id sensor-17 --symmetric-key\n\
+Certificate issuance (the enrollment has a certificate policy): a new P-384 key and CSR, then\n\
+the issued chain in ./certs/<id>.issued*.cert.pem and its key in ./private:\n  \
+pki register --id-scope 0ne00000001 --cert certs/device-0001-full-chain.cert.pem \\\n    \
+--key private/device-0001.key.pem --csr auto --host localhost:8443 --ca-file emulator-ca.pem"
 )]
 pub struct RegisterArgs {
     /// The DPS ID scope (e.g. 0ne00000001).
@@ -71,6 +79,17 @@ pub struct RegisterArgs {
     /// Print the whole registrationState as JSON.
     #[arg(long)]
     json: bool,
+    /// Ask DPS to issue an operational certificate: `auto` makes a P-384 key and CSR for the
+    /// registration ID; FILE sends that CSR (PEM or DER; its key stays where it is).
+    #[arg(long, value_name = "auto|FILE")]
+    csr: Option<String>,
+    /// With --csr: directory for certs/<id>.issued.cert.pem, certs/<id>.issued-full-chain.cert.pem
+    /// and (with auto) private/<id>.issued.key.pem.
+    #[arg(long, value_name = "DIR", default_value = ".", requires = "csr")]
+    out: PathBuf,
+    /// With --csr: replace existing issued files.
+    #[arg(long, requires = "csr")]
+    force: bool,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -93,11 +112,16 @@ pub fn run(a: RegisterArgs) -> Result<()> {
         (Some(cert), Some(key)) => x509_client(&a, cert, key)?,
         _ => symmetric_client(&a)?,
     };
+    let csr_request = match a.csr.as_deref() {
+        None => None,
+        Some(c) => Some(prepare_csr(c, &reg_id, &a.out, a.force)?),
+    };
     let json = a.json;
-    let result = block_on(client.register(
+    let result = block_on(client.register_csr(
         &a.id_scope,
         &reg_id,
         payload.as_ref(),
+        csr_request.as_ref().map(|c| c.csr.base64_der()).as_deref(),
         Duration::from_secs(a.timeout),
         &|s| {
             if !json {
@@ -105,7 +129,7 @@ pub fn run(a: RegisterArgs) -> Result<()> {
             }
         },
     ))??;
-    report(result, &reg_id, json)
+    report(result, &reg_id, csr_request.as_ref(), json)
 }
 
 /// The client of a symmetric-key device and its registration ID.
@@ -215,7 +239,12 @@ fn x509_client(
 }
 
 /// Prints the outcome; anything but `assigned` is an error.
-fn report(result: Registration, reg_id: &RegistrationId, json: bool) -> Result<()> {
+fn report(
+    result: Registration,
+    reg_id: &RegistrationId,
+    csr_request: Option<&CsrRequest>,
+    json: bool,
+) -> Result<()> {
     let state = result
         .body
         .get("registrationState")
@@ -223,6 +252,10 @@ fn report(result: Registration, reg_id: &RegistrationId, json: bool) -> Result<(
         .unwrap_or(Value::Null);
     let s = |k: &str| state.get(k).and_then(Value::as_str);
     if result.status == RegistrationStatus::Assigned {
+        let written = match csr_request {
+            Some(c) => Some(save_issued(&state, c, reg_id)?),
+            None => None,
+        };
         if json {
             println!(
                 "{}",
@@ -240,6 +273,13 @@ fn report(result: Registration, reg_id: &RegistrationId, json: bool) -> Result<(
                 .and_then(Value::as_str)
             {
                 println!("enrollment group: {g}");
+            }
+        }
+        for (label, path) in written.iter().flatten() {
+            if json {
+                eprintln!("{label}: {}", path.display());
+            } else {
+                println!("{label}: {}", path.display());
             }
         }
         return Ok(());
@@ -268,4 +308,133 @@ fn report(result: Registration, reg_id: &RegistrationId, json: bool) -> Result<(
         "registration of `{reg_id}` ended `{}`{detail}{hint}",
         result.status
     )))
+}
+
+/// A CSR to send, and where its issued chain (and, for `auto`, key) go.
+struct CsrRequest {
+    csr: Csr,
+    /// The key `auto` made (written only after DPS issued).
+    key: Option<rcgen::KeyPair>,
+    cert: PathBuf,
+    full_chain: PathBuf,
+    key_file: PathBuf,
+}
+
+/// `--csr auto|FILE`: the CSR, checked before anything is sent, and the
+/// output paths, refused if they exist (unless --force).
+fn prepare_csr(
+    choice: &str,
+    reg_id: &RegistrationId,
+    out: &Path,
+    force: bool,
+) -> Result<CsrRequest> {
+    let (csr, key) = if choice == "auto" {
+        let (cn_id, _) = RegistrationId::parse_cn(reg_id.as_str())?;
+        let key = KeyType::EcP384.generate()?;
+        (crate::csr::build(&cn_id, &key)?, Some(key))
+    } else {
+        let path = Path::new(choice);
+        let what = path.display().to_string();
+        let csr = Csr::read(&crate::fsio::read_input(path)?, &what)?;
+        if csr.common_name.as_deref() != Some(reg_id.as_str()) {
+            return Err(Error::input(format!(
+                "the CN of {what} is `{}`, not the registration ID `{reg_id}`: DPS issues only for CN = registration ID; make one with `pki csr new {reg_id}`",
+                csr.common_name.as_deref().unwrap_or("")
+            )));
+        }
+        if csr.key != crate::csr::CsrKey::EcP384 {
+            return Err(Error::input(format!(
+                "{what} has a {} key; DPS certificate issuance accepts only EC P-384 (`pki csr new --key ec-p384`)",
+                csr.key
+            )));
+        }
+        (csr, None)
+    };
+    let id = reg_id.as_str();
+    let req = CsrRequest {
+        csr,
+        cert: out.join("certs").join(format!("{id}.issued.cert.pem")),
+        full_chain: out
+            .join("certs")
+            .join(format!("{id}.issued-full-chain.cert.pem")),
+        key_file: out.join("private").join(format!("{id}.issued.key.pem")),
+        key,
+    };
+    if !force
+        && let Some(p) = [&req.cert, &req.full_chain, &req.key_file]
+            .into_iter()
+            .find(|p| p.exists())
+    {
+        return Err(Error::input(format!(
+            "{} already exists; pass --force to replace the issued files",
+            p.display()
+        )));
+    }
+    Ok(req)
+}
+
+/// Writes the issued chain (and the `auto` key, 0600) after checking that
+/// DPS certified the CSR's key for this registration ID.
+fn save_issued(
+    state: &Value,
+    req: &CsrRequest,
+    reg_id: &RegistrationId,
+) -> Result<Vec<(&'static str, PathBuf)>> {
+    let items = state
+        .get("issuedCertificateChain")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            Error::Service(format!(
+                "DPS assigned `{reg_id}` but returned no issuedCertificateChain: give its enrollment a certificate policy (pki enroll … --certificate-policy NAMESPACE/CA/POLICY)"
+            ))
+        })?;
+    let mut ders = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let der = item
+            .as_str()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .ok_or_else(|| {
+                Error::Service(format!(
+                    "issuedCertificateChain[{i}] from DPS is not base64 DER"
+                ))
+            })?;
+        cert::parse_der(&der, &format!("issuedCertificateChain[{i}]"))
+            .map_err(|e| Error::Service(e.to_string()))?;
+        ders.push(der);
+    }
+    let leaf = cert::parse_der(&ders[0], "the issued certificate")
+        .map_err(|e| Error::Service(e.to_string()))?;
+    if leaf.public_key().raw != req.csr.public_key_der.as_slice() {
+        return Err(Error::Service(
+            "the issued certificate does not certify the CSR's key; nothing was written".into(),
+        ));
+    }
+    let leaf_pem = crate::keys::pem_lf("CERTIFICATE", &ders[0]);
+    let full: String = ders
+        .iter()
+        .map(|d| crate::keys::pem_lf("CERTIFICATE", d))
+        .collect();
+    let base = req
+        .cert
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    ensure_dir(&base.join("certs"), Mode::Public)?;
+    let staging = Staging::new(base)?;
+    let mut written = vec![("issued certificate", req.cert.clone())];
+    staging.write(&req.cert, leaf_pem.as_bytes(), Mode::Public)?;
+    staging.write(&req.full_chain, full.as_bytes(), Mode::Public)?;
+    written.push(("issued full chain", req.full_chain.clone()));
+    if let Some(key) = &req.key {
+        ensure_dir(&base.join("private"), Mode::Secret)?;
+        staging.write(
+            &req.key_file,
+            private_key_pem(key, None)?.as_bytes(),
+            Mode::Secret,
+        )?;
+        written.push(("key", req.key_file.clone()));
+    }
+    staging.commit()?;
+    Ok(written)
 }

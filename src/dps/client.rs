@@ -18,8 +18,15 @@ use crate::regid::RegistrationId;
 
 /// Service API version (what Node, Python and the az CLI send).
 pub const SERVICE_API_VERSION: &str = "2021-10-01";
+/// Service api-version that carries an enrollment's certificate policy
+/// (`namespaceName`, `certificateAuthorityName`, `certificatePolicyName`).
+pub const POLICY_API_VERSION: &str = "2026-11-01";
 /// Device API version (what every device SDK sends).
 pub const DEVICE_API_VERSION: &str = "2019-03-31";
+/// Device api-version of a register call with `csr` (certificate issuance):
+/// the preview the SDK branches use and the service has deployed; the
+/// emulator also accepts the GA `2026-11-01`.
+pub const CSR_API_VERSION: &str = "2025-07-01-preview";
 /// SAS token lifetime: short, since a fresh token is signed per request.
 const SAS_TTL_SECS: u64 = 300;
 const JSON: &str = "application/json; charset=utf-8";
@@ -59,6 +66,7 @@ pub struct ServiceClient {
     base: String,
     host: String,
     cs: ConnectionString,
+    api_version: &'static str,
 }
 
 /// The outcome of a write that may have raced another writer.
@@ -80,7 +88,15 @@ impl ServiceClient {
             http,
             base,
             cs,
+            api_version: SERVICE_API_VERSION,
         })
+    }
+
+    /// Uses `version` instead of [`SERVICE_API_VERSION`] (e.g.
+    /// [`POLICY_API_VERSION`], so the service keeps a certificate policy).
+    pub fn with_api_version(mut self, version: &'static str) -> Self {
+        self.api_version = version;
+        self
     }
 
     fn token(&self) -> String {
@@ -99,7 +115,7 @@ impl ServiceClient {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}?api-version={SERVICE_API_VERSION}", self.base)
+        format!("{}{path}?api-version={}", self.base, self.api_version)
     }
 
     async fn call(
@@ -348,8 +364,9 @@ impl DeviceClient {
         method: reqwest::Method,
         path: &str,
         body: &Value,
+        api_version: &str,
     ) -> Result<Reply, HttpError> {
-        let url = format!("{}{path}?api-version={DEVICE_API_VERSION}", self.base);
+        let url = format!("{}{path}?api-version={api_version}", self.base);
         let body = serde_json::to_vec(body).unwrap_or_default();
         // The resource is `{scope}/registrations/{id}`: the path's first three segments.
         let sr: Vec<&str> = path
@@ -392,6 +409,27 @@ impl DeviceClient {
         deadline: Duration,
         progress: &dyn Fn(&str),
     ) -> Result<Registration> {
+        self.register_csr(id_scope, registration_id, payload, None, deadline, progress)
+            .await
+    }
+
+    /// [`DeviceClient::register`] with a `csr` (base64 DER) for DPS
+    /// certificate issuance, at [`CSR_API_VERSION`]; the result's
+    /// `registrationState.issuedCertificateChain` holds the issued chain.
+    pub async fn register_csr(
+        &self,
+        id_scope: &str,
+        registration_id: &RegistrationId,
+        payload: Option<&Value>,
+        csr: Option<&str>,
+        deadline: Duration,
+        progress: &dyn Fn(&str),
+    ) -> Result<Registration> {
+        let api = if csr.is_some() {
+            CSR_API_VERSION
+        } else {
+            DEVICE_API_VERSION
+        };
         let start = Instant::now();
         let scope = encode_segment(id_scope);
         let reg = encode_segment(registration_id.as_str());
@@ -399,8 +437,13 @@ impl DeviceClient {
         if let Some(p) = payload {
             body["payload"] = p.clone();
         }
+        if let Some(c) = csr {
+            body["csr"] = Value::String(c.to_string());
+        }
         let put_path = format!("/{scope}/registrations/{reg}/register");
-        let mut reply = self.call(reqwest::Method::PUT, &put_path, &body).await?;
+        let mut reply = self
+            .call(reqwest::Method::PUT, &put_path, &body, api)
+            .await?;
         loop {
             let v = reply.json()?;
             let status =
@@ -427,11 +470,14 @@ impl DeviceClient {
                         "/{scope}/registrations/{reg}/operations/{}",
                         encode_segment(op)
                     );
-                    self.call(reqwest::Method::GET, &path, &serde_json::json!({}))
+                    self.call(reqwest::Method::GET, &path, &serde_json::json!({}), api)
                         .await?
                 }
                 // No operation to poll (as the Node client does): register again.
-                None => self.call(reqwest::Method::PUT, &put_path, &body).await?,
+                None => {
+                    self.call(reqwest::Method::PUT, &put_path, &body, api)
+                        .await?
+                }
             };
         }
     }

@@ -232,6 +232,10 @@ pub fn attest_x509(
     }
     let leaf_sha = sha256(&chain[0]);
     let rtxn = state.store.read()?;
+    // A certificate a certificate policy issued: the policy's CA is its signer.
+    if let Some(a) = super::issuance::attest_issued(state, &rtxn, reg_id, &parsed, chain)? {
+        return Ok(a);
+    }
     let reg_key = reg_id.to_ascii_lowercase();
     // Check 3: an individual enrollment for the registration ID wins.
     let enrollments = rtxn.open_table(ENROLLMENTS).map_err(store_error)?;

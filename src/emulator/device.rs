@@ -25,11 +25,13 @@ pub async fn dispatch(state: &State, req: &Req) -> DpsResult<Response<Body>> {
         }
         (&Method::GET, [reg, o, op]) if o.eq_ignore_ascii_case("operations") => {
             let reg = parse_registration_id(reg)?;
+            registration::refuse_csr_in_status_lookup(&req.body)?;
             let status = registration::operation_status(state, scope, &reg, op, presented(req))?;
             Ok(json_response(StatusCode::OK, &status.body()))
         }
         (&Method::POST, [reg]) => {
             let reg = parse_registration_id(reg)?;
+            registration::refuse_csr_in_status_lookup(&req.body)?;
             let st = registration::registration_state(state, scope, &reg, presented(req))?;
             Ok(json_response(StatusCode::OK, &st))
         }

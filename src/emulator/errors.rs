@@ -44,6 +44,12 @@ impl DpsError {
         Self::new(400, 400_004, message)
     }
 
+    /// 400 400012 "Deserialization error": a field DPS cannot decode (a PEM
+    /// or non-base64 `csr`, as seen from the service).
+    pub fn deserialization(message: impl Into<String>) -> Self {
+        Self::new(400, 400_012, message)
+    }
+
     /// 400 in the gateway shape DPS uses for a missing or unknown api-version (§2.2).
     pub fn api_version(message: impl Into<String>) -> Self {
         let mut e = Self::new(400, 400_001, message);

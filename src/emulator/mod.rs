@@ -14,6 +14,8 @@
 //! - [`registration`]: the transport-free device registration core
 //!   (attestation, enrollment selection, allocation, reprovisioning, every
 //!   refusal), which [`device`] (HTTPS) adapts;
+//! - [`issuance`]: certificate issuance from a CSR (ADR certificate
+//!   policies: a P-384 root and issuing CA each, durable under `--data`);
 //! - [`attest`]: X.509 chain checks and DPS's enrollment selection rules;
 //! - [`certs`]: certificate fields (PEM, base64 DER, base64 PEM) and `info`;
 //! - [`store`]: the redb database (durable group commit, or in memory);
@@ -30,6 +32,7 @@ pub mod certs;
 pub mod device;
 pub mod errors;
 pub mod http;
+pub mod issuance;
 pub mod listener;
 pub mod model;
 pub mod registration;
@@ -89,6 +92,8 @@ pub struct Options {
     pub require_verified_ca: bool,
     /// Print one stderr line per refused request and per registration.
     pub log: bool,
+    /// Certificate policies to create (or re-date) at start-up.
+    pub certificate_policies: Vec<issuance::Declared>,
 }
 
 /// Settings kept in `<data>/emulator.json` (mode 0600: it holds the SAS key).
@@ -116,6 +121,8 @@ pub struct Started {
     pub service_host: String,
     /// Base URL of the device registration API.
     pub device_endpoint: String,
+    /// Certificate policies (names, validity, exported root file).
+    pub certificate_policies: Vec<issuance::PolicyInfo>,
 }
 
 /// A prepared emulator: listener bound, state open.
@@ -138,6 +145,7 @@ pub struct State {
     pub operations: Mutex<Operations>,
     /// Recent registration attempts, for the status page.
     pub attempts: status::Attempts,
+    pub issuance: issuance::Issuance,
 }
 
 /// Results of registrations, by operation id, for the status polls.
@@ -227,6 +235,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
     } else {
         format!("localhost:{}", addr.port())
     };
+    let issuance = issuance::Issuance::open(&opts.data, &opts.certificate_policies)?;
     let ca_file = std::path::absolute(opts.data.join("ca.pem")).unwrap_or(opts.data.join("ca.pem"));
     let started = Started {
         connection_string: format!(
@@ -238,6 +247,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         listen: addr,
         device_endpoint: format!("https://{service_host}"),
         service_host,
+        certificate_policies: issuance.list(),
     };
     let state = Arc::new(State {
         store,
@@ -248,6 +258,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         log: opts.log,
         operations: Mutex::new(Operations::default()),
         attempts: status::Attempts::default(),
+        issuance,
     });
     Ok(Prepared {
         started,

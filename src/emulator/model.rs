@@ -199,6 +199,18 @@ pub struct EnrollmentCommon {
     pub iot_hubs: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_allocation_definition: Option<CustomAllocation>,
+    /// ADR namespace of the certificate policy (GA `2026-11-01`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_name: Option<String>,
+    /// Certificate authority of the certificate policy (GA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_authority_name: Option<String>,
+    /// Certificate policy that issues device certificates (GA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_policy_name: Option<String>,
+    /// The preview (`2025-07-01-preview`) name of the policy; an alias.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_policy_name: Option<String>,
 }
 
 impl EnrollmentCommon {
@@ -296,6 +308,10 @@ pub struct RegistrationState {
     pub etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
+    /// Certificate issuance: base64 DER, issued leaf, issuing CA, root.
+    /// Only in the register operation's result, never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_certificate_chain: Option<Vec<String>>,
 }
 
 impl RegistrationState {
@@ -315,6 +331,7 @@ impl RegistrationState {
             last_updated_date_time_utc: None,
             etag: None,
             payload: None,
+            issued_certificate_chain: None,
         }
     }
 

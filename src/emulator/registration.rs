@@ -102,11 +102,11 @@ fn authenticate(state: &State, reg: &RegistrationId, p: &Presented<'_>) -> DpsRe
     ))
 }
 
-/// The device's `payload`, from a `DeviceRegistration` body (empty, `" "`,
-/// `{"registrationId": …}`, `{"payload": null}`, …).
-fn parse_body(reg: &RegistrationId, body: &[u8]) -> DpsResult<Option<Value>> {
+/// The device's `payload` and `csr`, from a `DeviceRegistration` body
+/// (empty, `" "`, `{"registrationId": …}`, `{"payload": null}`, …).
+fn parse_body(reg: &RegistrationId, body: &[u8]) -> DpsResult<(Option<Value>, Option<String>)> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+        return Ok((None, None));
     }
     let body: Value = parse_json(body, "DeviceRegistration ({\"registrationId\":\"…\"})")?;
     let obj = body.as_object().ok_or_else(|| {
@@ -124,6 +124,15 @@ fn parse_body(reg: &RegistrationId, body: &[u8]) -> DpsResult<Option<Value>> {
         }
         Some(_) => return Err(DpsError::bad_request("registrationId must be a string")),
     }
+    let csr = match obj.get("csr") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(DpsError::deserialization(
+                "csr must be a string: base64 DER of a PKCS#10 request, no PEM armour",
+            ));
+        }
+    };
     let payload = obj.get("payload").filter(|p| !p.is_null()).cloned();
     // The payload is kept with the operation until it is polled: bound it
     // so remembered operations cannot grow memory by 256 KiB each.
@@ -135,7 +144,21 @@ fn parse_body(reg: &RegistrationId, body: &[u8]) -> DpsResult<Option<Value>> {
             "the payload is larger than {MAX_PAYLOAD} bytes of JSON; send less custom data"
         )));
     }
-    Ok(payload)
+    Ok((payload, csr))
+}
+
+/// A status lookup (operation poll or registration status) must not carry
+/// a `csr`: DPS answers that with a bad request.
+pub fn refuse_csr_in_status_lookup(body: &[u8]) -> DpsResult<()> {
+    let has_csr = serde_json::from_slice::<Value>(body)
+        .ok()
+        .is_some_and(|v| v.get("csr").is_some_and(|c| !c.is_null()));
+    if has_csr {
+        return Err(DpsError::bad_request(
+            "a status lookup must not carry `csr`: send the CSR with the register call (PUT …/register)",
+        ));
+    }
+    Ok(())
 }
 
 /// Registers a device: checks the scope and body, attests, assigns, stores
@@ -161,11 +184,23 @@ async fn register_unrecorded(
     body: &[u8],
 ) -> DpsResult<Accepted> {
     check_scope(state, scope)?;
-    let payload = parse_body(reg, body)?;
+    let (payload, csr) = parse_body(reg, body)?;
     let attested = authenticate(state, reg, &presented)?;
     let credential = attested.credential.clone();
     let describe = attested.enrollment.describe();
-    let reg_state = assign(state, reg, attested, payload).await?;
+    let issued = match &csr {
+        Some(csr) => Some(super::issuance::issue_for(
+            state,
+            &attested.enrollment,
+            reg,
+            csr,
+        )?),
+        None => None,
+    };
+    let mut reg_state = assign(state, reg, attested, payload).await?;
+    if reg_state.status == RegistrationStatus::Assigned {
+        reg_state.issued_certificate_chain = issued;
+    }
     if state.log {
         super::log_line(&format!(
             "registration `{reg}` via {describe}: {}{}",

@@ -33,6 +33,10 @@ pub const API_VERSIONS: &[&str] = &[
     "2021-10-01",
     "2021-11-01-preview",
     "2025-07-01-preview",
+    // Certificate issuance (docs/certificate-issuance.md).
+    "2026-04-01",
+    "2026-11-01",
+    "2026-11-02-preview",
 ];
 
 /// Answers one request. Never panics on client input: every failure is an [`DpsError`].

@@ -377,6 +377,7 @@ pub async fn put_record<R: Record>(
     }
     rec.clear_read_only();
     validate_common(rec.common_mut())?;
+    super::issuance::prepare_enrollment(state, rec.common())?;
     let att = rec
         .attestation_mut()
         .as_mut()

@@ -4,6 +4,7 @@
 
 mod arm;
 mod device;
+mod issuance;
 mod robustness;
 mod service;
 
