@@ -13,12 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub use crate::ca_dir::{IssuerChoice, LoadedCa, load_issuer};
 use crate::error::{Error, Result};
 use crate::fsio::{Mode, Staging, ensure_own_dir, recover};
-use crate::issue::{Ca, check_days, issue};
+use crate::issue::{Ca, check_validity, issue};
 use crate::keys::{KeyType, pkcs8_pem, private_key_pem};
 use crate::layout::{FileKind, Layout};
 use crate::manifest::{Entry, Manifest, ManifestWriter};
 use crate::pfx::{self, PfxOptions};
 use crate::profile::{Profile, Role};
+use crate::validity::{CLOCK_SKEW, TimeSpec, Validity};
 
 /// certGen.sh's (sdk-c) root CN.
 pub const CERTGEN_ROOT_CN: &str = "Azure IoT Hub CA Cert Test Only";
@@ -57,8 +58,8 @@ pub struct DevicePlan {
     pub ids: Vec<String>,
     /// Key type of the device keys.
     pub key: KeyType,
-    /// Validity in days (capped at the issuer's).
-    pub days: u32,
+    /// Validity (capped at the issuer's unless it says otherwise).
+    pub validity: Validity,
     /// Encrypt device keys with this password.
     pub key_password: Option<String>,
     /// Write `<id>.cert.pfx` with these settings.
@@ -149,8 +150,8 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
     for n in 1..=plan.intermediates {
         crate::profile::check_common_name(&intermediate_cn(&plan.intermediate_cn, n))?;
     }
-    check_days(plan.ca_days)?;
-    check_days(plan.devices.days)?;
+    let ca_validity = ca_validity(plan)?;
+    check_validity(&plan.devices.validity)?;
     if let Some(edge) = &plan.edge_ca {
         crate::regid::check_registration_id(edge)?;
         if edge.chars().count() + ".ca".len() > crate::regid::MAX_CN_ID {
@@ -178,7 +179,7 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
             path_len: below(plan.intermediates),
         },
         &plan.root_cn,
-        plan.ca_days,
+        &ca_validity,
         plan.ca_key.generate()?,
         None,
     )?;
@@ -209,7 +210,7 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
                 path_len: below(plan.intermediates - n),
             },
             &cn,
-            plan.ca_days,
+            &ca_validity,
             plan.ca_key.generate()?,
             Some(parent),
         )?;
@@ -280,6 +281,28 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
     Ok(summary)
 }
 
+/// The CAs of a new chain: `ca_days` from now, starting early enough for
+/// the devices' window (an `--expired` device still has an issuer that
+/// covers it), with the devices' clock.
+fn ca_validity(plan: &ChainPlan) -> Result<Validity> {
+    let dev = &plan.devices.validity;
+    let devices = dev.window()?;
+    let ends = Validity::days(plan.ca_days);
+    let ends = Validity {
+        now: dev.now,
+        ..ends
+    }
+    .window()?;
+    Ok(Validity {
+        now: dev.now,
+        not_before: Some(TimeSpec::At(devices.not_before.min(dev.now - CLOCK_SKEW))),
+        not_after: Some(TimeSpec::At(ends.not_after)),
+        days: plan.ca_days,
+        allow_outliving_issuer: false,
+        allow_expired_issuer: false,
+    })
+}
+
 fn issue_edge_ca(
     layout: &Layout,
     staging: &Staging,
@@ -293,7 +316,7 @@ fn issue_edge_ca(
     let cert = issue(
         &Profile::EdgeCa,
         &format!("{name}.ca"),
-        plan.devices.days,
+        &plan.devices.validity,
         &key,
         Some(issuer),
     )?;
@@ -426,6 +449,7 @@ fn issue_devices(
     });
     let ends: Mutex<(Option<Entry>, Option<Entry>)> = Mutex::new((None, None));
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let warnings: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -435,21 +459,28 @@ fn issue_devices(
                     if i >= n {
                         break;
                     }
-                    let done = device.issue(&plan.ids[i]).and_then(|(entry, was_capped)| {
-                        emit(i, &entry)?;
-                        if was_capped {
-                            capped.store(true, Ordering::Relaxed);
-                        }
-                        if i == 0 || i == n - 1 {
-                            let mut ends = lock(&ends)?;
-                            let slot = if i == 0 { &mut ends.0 } else { &mut ends.1 };
-                            *slot = Some(entry.clone());
-                        }
-                        if plan.keep_entries {
-                            lock(&kept)?[i] = Some(entry);
-                        }
-                        Ok(())
-                    });
+                    let done =
+                        device
+                            .issue(&plan.ids[i])
+                            .and_then(|(entry, was_capped, warned)| {
+                                emit(i, &entry)?;
+                                if i == 0 && !warned.is_empty() {
+                                    // The same window and issuer for every device: say it once.
+                                    *lock(&warnings)? = warned;
+                                }
+                                if was_capped {
+                                    capped.store(true, Ordering::Relaxed);
+                                }
+                                if i == 0 || i == n - 1 {
+                                    let mut ends = lock(&ends)?;
+                                    let slot = if i == 0 { &mut ends.0 } else { &mut ends.1 };
+                                    *slot = Some(entry.clone());
+                                }
+                                if plan.keep_entries {
+                                    lock(&kept)?[i] = Some(entry);
+                                }
+                                Ok(())
+                            });
                     match done {
                         Ok(()) => tick(),
                         Err(e) => {
@@ -466,6 +497,11 @@ fn issue_devices(
     if let Some(e) = first_error.into_inner().ok().flatten() {
         return Err(e);
     }
+    summary.notes.extend(
+        warnings
+            .into_inner()
+            .map_err(|_| Error::failed("a device worker panicked"))?,
+    );
     if capped.load(Ordering::Relaxed) {
         summary.notes.push(format!(
             "device validity was cut to the issuer's expiry ({}): a certificate cannot outlive its CA",
@@ -502,7 +538,7 @@ struct DeviceCtx<'a> {
 }
 
 impl DeviceCtx<'_> {
-    fn issue(&self, id: &str) -> Result<(Entry, bool)> {
+    fn issue(&self, id: &str) -> Result<(Entry, bool, Vec<String>)> {
         let DeviceCtx {
             layout,
             staging,
@@ -515,7 +551,7 @@ impl DeviceCtx<'_> {
             chain_der,
         } = self.signer;
         let key = plan.key.generate_fresh()?;
-        let cert = issue(&Profile::Device, id, plan.days, &key, issuer)?;
+        let cert = issue(&Profile::Device, id, &plan.validity, &key, issuer)?;
         let (c, f, k, p) = (
             layout.device_cert(id),
             layout.device_full_chain(id),
@@ -560,7 +596,7 @@ impl DeviceCtx<'_> {
             plan.key.cert_description(),
             files(&file_list, layout),
         );
-        Ok((entry, cert.capped))
+        Ok((entry, cert.capped, cert.warnings))
     }
 }
 
@@ -573,7 +609,7 @@ pub fn new_devices(
 ) -> Result<Summary> {
     recover(layout.base())?;
     check_devices_absent(layout, plan)?;
-    check_days(plan.days)?;
+    check_validity(&plan.validity)?;
     ensure_own_dir(&layout.certs_dir(), Mode::Public)?;
     ensure_own_dir(&layout.private_dir(), Mode::Secret)?;
     let staging = Staging::new(layout.base())?;
@@ -671,7 +707,7 @@ fn add_devices(
 pub fn new_self_signed(layout: &Layout, plan: &DevicePlan) -> Result<Summary> {
     recover(layout.base())?;
     check_devices_absent(layout, plan)?;
-    check_days(plan.days)?;
+    check_validity(&plan.validity)?;
     ensure_own_dir(&layout.certs_dir(), Mode::Public)?;
     ensure_own_dir(&layout.private_dir(), Mode::Secret)?;
     let staging = Staging::new(layout.base())?;

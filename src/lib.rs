@@ -40,6 +40,7 @@ pub mod manifest;
 pub mod pfx;
 pub mod profile;
 pub mod regid;
+pub mod validity;
 pub mod verify_code;
 
 pub use error::{Error, Result};

@@ -323,7 +323,7 @@ mod tests {
         let ca = Ca::create(
             &Profile::RootCa { path_len: 0 },
             "Root, \"odd\" CA",
-            30,
+            &crate::validity::Validity::days(30),
             ca_key,
             None,
         )
@@ -341,7 +341,14 @@ mod tests {
                 for (issuer, subject) in
                     [(Some(&ca), ca_subject.clone()), (None, format!("CN={id}"))]
                 {
-                    let cert = issue(&Profile::Device, id, 365, &key, issuer).unwrap();
+                    let cert = issue(
+                        &Profile::Device,
+                        id,
+                        &crate::validity::Validity::days(365),
+                        &key,
+                        issuer,
+                    )
+                    .unwrap();
                     let parsed = Entry::new(Role::Device, &cert.der, files.clone()).unwrap();
                     let made = Entry::for_issued(
                         Role::Device,

@@ -34,6 +34,8 @@ mod inspect;
 mod to_string;
 // `pki verify-code`: proof-of-possession certificates.
 mod verify_code;
+// Validity windows: --not-before/--not-after, --expired, --not-yet-valid, issuer rules.
+mod validity;
 // The command line itself: help, bare group commands, broken pipes.
 mod cli;
 // Reliability: no credentials over plain HTTP, key formats, checks before

@@ -127,7 +127,8 @@ fn run_csr(args: &DeviceNewArgs) -> Result<()> {
     let out = d.output();
     let (requests, warnings) = crate::chain_csr::collect(&args.csr, args.cn.as_deref())?;
     let days = d.days.unwrap_or(365);
-    crate::issue::check_days(days)?;
+    let validity = d.validity.validity(days);
+    crate::issue::check_validity(&validity)?;
     let layout = Layout::new(&args.ca.ca_dir);
     let loaded = chain::load_issuer(
         &layout,
@@ -138,7 +139,7 @@ fn run_csr(args: &DeviceNewArgs) -> Result<()> {
         args.ca.ca_key.as_deref(),
         args.ca.ca_key_password.as_deref(),
     )?;
-    let mut summary = crate::chain_csr::sign(&layout, &loaded, &requests, days, args.force)?;
+    let mut summary = crate::chain_csr::sign(&layout, &loaded, &requests, &validity, args.force)?;
     summary.notes.splice(0..0, warnings);
     let mut plan = d.plan(Vec::new(), KeyType::EcP384, days, args.force);
     plan.pfx = None;

@@ -341,7 +341,7 @@ fn tls_material(
             let ca = Ca::create(
                 &Profile::RootCa { path_len: 0 },
                 "pki emulator TLS CA",
-                TLS_DAYS,
+                &crate::validity::Validity::days(TLS_DAYS),
                 key,
                 None,
             )?;
@@ -364,7 +364,7 @@ fn tls_material(
     let cert = issue(
         &Profile::TlsServer { names: all.clone() },
         "localhost",
-        TLS_DAYS,
+        &crate::validity::Validity::days(TLS_DAYS),
         &key,
         Some(&ca),
     )?;
