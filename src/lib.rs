@@ -30,6 +30,7 @@ pub mod dps;
 pub mod emulator;
 pub mod envblock;
 pub mod error;
+pub mod expiry;
 pub mod fsio;
 pub mod inspect;
 pub mod issue;

@@ -36,6 +36,8 @@ mod to_string;
 mod verify_code;
 // Validity windows: --not-before/--not-after, --expired, --not-yet-valid, issuer rules.
 mod validity;
+// `pki inspect --expiring-within`: the expiry CI guard.
+mod expiry;
 // The command line itself: help, bare group commands, broken pipes.
 mod cli;
 // Reliability: no credentials over plain HTTP, key formats, checks before
