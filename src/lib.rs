@@ -41,6 +41,7 @@ pub mod manifest;
 pub mod pfx;
 pub mod profile;
 pub mod regid;
+pub mod rotate;
 pub mod validity;
 pub mod verify_code;
 

@@ -38,6 +38,8 @@ mod verify_code;
 mod validity;
 // `pki inspect --expiring-within`: the expiry CI guard.
 mod expiry;
+// CA rotation: pki ca roll, pki device renew, the README walkthrough on the emulator.
+mod rotation;
 // The command line itself: help, bare group commands, broken pipes.
 mod cli;
 // Reliability: no credentials over plain HTTP, key formats, checks before

@@ -143,6 +143,8 @@ pub struct GroupSpec {
     pub symmetric_key: Option<SymmetricKeys>,
     /// Certificate issuance: (namespace, certificate authority, policy).
     pub certificate_policy: Option<[String; 3]>,
+    /// Remove the secondary certificate (or reference): the end of a CA rotation.
+    pub drop_secondary: bool,
 }
 
 /// The keys of a symmetric-key group (base64); `None` asks DPS to generate one.
@@ -324,14 +326,14 @@ pub fn build_group(id: &str, spec: &GroupSpec, existing: Option<&Value>) -> Resu
         if spec.cert.is_some() || spec.ca_ref.is_some() {
             // A new primary replaces the mechanism wholesale: a group is
             // either inline certificates or CA references, never both.
-            let keep_secondary_cert = x509
-                .get("signingCertificates")
-                .and_then(|s| s.get("secondary"))
-                .cloned();
-            let keep_secondary_ref = x509
-                .get("caReferences")
-                .and_then(|s| s.get("secondary"))
-                .cloned();
+            let keep = |k: &str| {
+                x509.get(k)
+                    .and_then(|s| s.get("secondary"))
+                    .filter(|_| !spec.drop_secondary)
+                    .cloned()
+            };
+            let keep_secondary_cert = keep("signingCertificates");
+            let keep_secondary_ref = keep("caReferences");
             x509.clear();
             if let Some(c) = &spec.cert {
                 let mut certs = json!({ "primary": slot(c) });
