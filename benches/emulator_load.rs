@@ -400,7 +400,7 @@ fn main() {
     let root = Ca::create(
         &Profile::RootCa { path_len: 1 },
         "Bench Root",
-        30,
+        &pki::validity::Validity::days(30),
         KeyType::EcP256.generate().unwrap(),
         None,
     )
@@ -411,14 +411,21 @@ fn main() {
         let ca = Ca::create(
             &Profile::IntermediateCa { path_len: 0 },
             &format!("Bench CA {i}"),
-            30,
+            &pki::validity::Validity::days(30),
             KeyType::EcP256.generate().unwrap(),
             Some(&root),
         )
         .unwrap();
         let key = KeyType::EcP256.generate().unwrap();
         let id = format!("bench-device-{i:03}");
-        let leaf = issue(&Profile::Device, &id, 30, &key, Some(&ca)).unwrap();
+        let leaf = issue(
+            &Profile::Device,
+            &id,
+            &pki::validity::Validity::days(30),
+            &key,
+            Some(&ca),
+        )
+        .unwrap();
         let chain = vec![
             CertificateDer::from(leaf.der.clone()),
             CertificateDer::from(ca.cert.der.clone()),

@@ -265,7 +265,7 @@ fn main() {
     let ca = Ca::create(
         &Profile::RootCa { path_len: 0 },
         "Bench P-384 CA",
-        30,
+        &pki::validity::Validity::days(30),
         ca_key,
         None,
     )
@@ -286,7 +286,14 @@ fn main() {
     )
     .unwrap();
     let certs = per_second(3.0, || {
-        issue_for_public_key(&Profile::Device, "bench-device", 30, &spki, &ca).unwrap();
+        issue_for_public_key(
+            &Profile::Device,
+            "bench-device",
+            &pki::validity::Validity::days(30),
+            &spki,
+            &ca,
+        )
+        .unwrap();
     });
     let (id, _) = RegistrationId::parse_cn("bench-device").unwrap();
     let csr = pki::csr::build(&id, &device_key).unwrap();
@@ -358,7 +365,7 @@ fn main() {
     let group_ca = Ca::create(
         &Profile::RootCa { path_len: 0 },
         "Bench group CA",
-        30,
+        &pki::validity::Validity::days(30),
         KeyType::EcP256.generate().unwrap(),
         None,
     )
@@ -367,7 +374,14 @@ fn main() {
         .map(|i| {
             let id = format!("bench-device-{i:03}");
             let key = KeyType::EcP256.generate().unwrap();
-            let leaf = issue(&Profile::Device, &id, 30, &key, Some(&group_ca)).unwrap();
+            let leaf = issue(
+                &Profile::Device,
+                &id,
+                &pki::validity::Validity::days(30),
+                &key,
+                Some(&group_ca),
+            )
+            .unwrap();
             let chain = vec![CertificateDer::from(leaf.der.clone())];
             let key = PrivateKeyDer::try_from(
                 pem::parse(private_key_pem(&key, None).unwrap())

@@ -225,7 +225,14 @@ mod tests {
     #[test]
     fn reads_pem_and_der_and_describes() {
         let key = KeyType::EcP256.generate().unwrap();
-        let root = issue(&Profile::RootCa { path_len: 0 }, "root", 2, &key, None).unwrap();
+        let root = issue(
+            &Profile::RootCa { path_len: 0 },
+            "root",
+            &crate::validity::Validity::days(2),
+            &key,
+            None,
+        )
+        .unwrap();
         let two = format!("{}{}", root.pem, root.pem);
         assert_eq!(read_certificates(two.as_bytes(), "x").unwrap().len(), 2);
         assert_eq!(read_first(&root.der, "x").unwrap(), root.der);

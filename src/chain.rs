@@ -13,12 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub use crate::ca_dir::{IssuerChoice, LoadedCa, load_issuer};
 use crate::error::{Error, Result};
 use crate::fsio::{Mode, Staging, ensure_own_dir, recover};
-use crate::issue::{Ca, check_days, issue};
-use crate::keys::{KeyType, private_key_pem};
+use crate::issue::{Ca, check_validity, issue};
+use crate::keys::{KeyType, pkcs8_pem, private_key_pem};
 use crate::layout::{FileKind, Layout};
-use crate::manifest::{Entry, Manifest};
+use crate::manifest::{Entry, Manifest, ManifestWriter};
 use crate::pfx::{self, PfxOptions};
 use crate::profile::{Profile, Role};
+use crate::validity::{CLOCK_SKEW, TimeSpec, Validity};
 
 /// certGen.sh's (sdk-c) root CN.
 pub const CERTGEN_ROOT_CN: &str = "Azure IoT Hub CA Cert Test Only";
@@ -57,21 +58,35 @@ pub struct DevicePlan {
     pub ids: Vec<String>,
     /// Key type of the device keys.
     pub key: KeyType,
-    /// Validity in days (capped at the issuer's).
-    pub days: u32,
+    /// Validity (capped at the issuer's unless it says otherwise).
+    pub validity: Validity,
     /// Encrypt device keys with this password.
     pub key_password: Option<String>,
     /// Write `<id>.cert.pfx` with these settings.
     pub pfx: Option<PfxOptions>,
     /// Replace existing device files.
     pub force: bool,
+    /// Keep every device's manifest entry in [`Summary::issued`] (for
+    /// `--json`), which costs memory in proportion to the devices.
+    pub keep_entries: bool,
 }
 
 /// What was written, for the summary.
+///
+/// Device entries are kept only when [`DevicePlan::keep_entries`] asks for
+/// them (`--json`): otherwise the first and last device stand for the batch,
+/// so memory stays flat in the number of devices.
 #[derive(Debug, Default)]
 pub struct Summary {
-    /// Manifest entries of everything issued in this run.
+    /// Manifest entries of the CAs issued in this run, then of the devices
+    /// when they are kept.
     pub issued: Vec<Entry>,
+    /// Number of devices issued.
+    pub device_count: usize,
+    /// The first device's entry (in ID order).
+    pub first_device: Option<Entry>,
+    /// The last device's entry.
+    pub last_device: Option<Entry>,
     /// Notes for the user (e.g. validity capped at the issuer's).
     pub notes: Vec<String>,
 }
@@ -135,8 +150,8 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
     for n in 1..=plan.intermediates {
         crate::profile::check_common_name(&intermediate_cn(&plan.intermediate_cn, n))?;
     }
-    check_days(plan.ca_days)?;
-    check_days(plan.devices.days)?;
+    let ca_validity = ca_validity(plan)?;
+    check_validity(&plan.devices.validity)?;
     if let Some(edge) = &plan.edge_ca {
         crate::regid::check_registration_id(edge)?;
         if edge.chars().count() + ".ca".len() > crate::regid::MAX_CN_ID {
@@ -164,7 +179,7 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
             path_len: below(plan.intermediates),
         },
         &plan.root_cn,
-        plan.ca_days,
+        &ca_validity,
         plan.ca_key.generate()?,
         None,
     )?;
@@ -195,7 +210,7 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
                 path_len: below(plan.intermediates - n),
             },
             &cn,
-            plan.ca_days,
+            &ca_validity,
             plan.ca_key.generate()?,
             Some(parent),
         )?;
@@ -228,7 +243,14 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
     }
     let chain_pem: String = issuer_chain.iter().map(|c| c.cert.pem.as_str()).collect();
     let chain_der: Vec<&[u8]> = issuer_chain.iter().map(|c| c.cert.der.as_slice()).collect();
-    let devices = issue_devices(
+    // A fresh CA: start a fresh manifest (old entries belong to the old CA),
+    // streamed: CAs first, then each device as it is made.
+    let mut writer = ManifestWriter::create(&layout, &staging)?;
+    for e in &summary.issued {
+        writer.push(e)?;
+    }
+    let writer = Mutex::new(writer);
+    issue_devices(
         &layout,
         &staging,
         &plan.devices,
@@ -238,16 +260,13 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
             chain_der: &chain_der,
         },
         tick,
-        &mut summary.notes,
+        &|i, e| lock(&writer)?.push_at(i, e),
+        &mut summary,
     )?;
-    summary.issued.extend(devices);
-
-    // A fresh CA: start a fresh manifest (old entries belong to the old CA).
-    let manifest = Manifest {
-        version: 1,
-        certificates: summary.issued.clone(),
-    };
-    manifest.save(&layout, &staging)?;
+    writer
+        .into_inner()
+        .map_err(|_| Error::failed("a device worker panicked"))?
+        .finish()?;
     // Intermediates a previous, longer chain left behind go in the same
     // batch (only reached with --force).
     for n in plan.intermediates + 1.. {
@@ -260,6 +279,28 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
     }
     staging.commit()?;
     Ok(summary)
+}
+
+/// The CAs of a new chain: `ca_days` from now, starting early enough for
+/// the devices' window (an `--expired` device still has an issuer that
+/// covers it), with the devices' clock.
+fn ca_validity(plan: &ChainPlan) -> Result<Validity> {
+    let dev = &plan.devices.validity;
+    let devices = dev.window()?;
+    let ends = Validity::days(plan.ca_days);
+    let ends = Validity {
+        now: dev.now,
+        ..ends
+    }
+    .window()?;
+    Ok(Validity {
+        now: dev.now,
+        not_before: Some(TimeSpec::At(devices.not_before.min(dev.now - CLOCK_SKEW))),
+        not_after: Some(TimeSpec::At(ends.not_after)),
+        days: plan.ca_days,
+        allow_outliving_issuer: false,
+        allow_expired_issuer: false,
+    })
 }
 
 fn issue_edge_ca(
@@ -275,7 +316,7 @@ fn issue_edge_ca(
     let cert = issue(
         &Profile::EdgeCa,
         &format!("{name}.ca"),
-        plan.devices.days,
+        &plan.devices.validity,
         &key,
         Some(issuer),
     )?;
@@ -353,28 +394,62 @@ struct Signer<'a> {
     chain_der: &'a [&'a [u8]],
 }
 
-/// Issues `plan.ids` under `signer` on every core. Returns manifest entries
-/// in ID order.
+/// Locks `m`; a poisoned lock means a worker panicked.
+fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
+    m.lock()
+        .map_err(|_| Error::failed("a device worker panicked"))
+}
+
+/// Receives each device's manifest entry with its index in the plan, from
+/// any worker thread, in any order.
+type Emit<'a> = dyn Fn(usize, &Entry) -> Result<()> + Sync + 'a;
+
+/// Issues `plan.ids` under `signer` on every core, handing each entry to
+/// `emit` and recording the batch in `summary` (see [`Summary`]).
 fn issue_devices(
     layout: &Layout,
     staging: &Staging,
     plan: &DevicePlan,
     signer: Signer<'_>,
     tick: &(dyn Fn() + Sync),
-    notes: &mut Vec<String>,
-) -> Result<Vec<Entry>> {
+    emit: &Emit<'_>,
+    summary: &mut Summary,
+) -> Result<()> {
     if plan.ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let n = plan.ids.len();
     let threads = std::thread::available_parallelism()
         .map_or(1, |p| p.get())
         .min(n);
+    // The issuer's subject as the manifest shows it, worked out once: every
+    // device entry is made without parsing the device's certificate.
+    let issuer_subject = match signer.ca {
+        Some(ca) => Some(
+            crate::cert::parse_der(&ca.cert.der, "the issuing CA")?
+                .subject()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let device = DeviceCtx {
+        layout,
+        staging,
+        plan,
+        signer,
+        issuer_subject: issuer_subject.as_deref(),
+    };
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let capped = AtomicBool::new(false);
-    let results: Mutex<Vec<Option<Entry>>> = Mutex::new(vec![None; n]);
+    let kept: Mutex<Vec<Option<Entry>>> = Mutex::new(if plan.keep_entries {
+        vec![None; n]
+    } else {
+        Vec::new()
+    });
+    let ends: Mutex<(Option<Entry>, Option<Entry>)> = Mutex::new((None, None));
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let warnings: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -384,16 +459,30 @@ fn issue_devices(
                     if i >= n {
                         break;
                     }
-                    match issue_device(layout, staging, &plan.ids[i], plan, signer) {
-                        Ok((entry, was_capped)) => {
-                            if was_capped {
-                                capped.store(true, Ordering::Relaxed);
-                            }
-                            if let Ok(mut r) = results.lock() {
-                                r[i] = Some(entry);
-                            }
-                            tick();
-                        }
+                    let done =
+                        device
+                            .issue(&plan.ids[i])
+                            .and_then(|(entry, was_capped, warned)| {
+                                emit(i, &entry)?;
+                                if i == 0 && !warned.is_empty() {
+                                    // The same window and issuer for every device: say it once.
+                                    *lock(&warnings)? = warned;
+                                }
+                                if was_capped {
+                                    capped.store(true, Ordering::Relaxed);
+                                }
+                                if i == 0 || i == n - 1 {
+                                    let mut ends = lock(&ends)?;
+                                    let slot = if i == 0 { &mut ends.0 } else { &mut ends.1 };
+                                    *slot = Some(entry.clone());
+                                }
+                                if plan.keep_entries {
+                                    lock(&kept)?[i] = Some(entry);
+                                }
+                                Ok(())
+                            });
+                    match done {
+                        Ok(()) => tick(),
                         Err(e) => {
                             failed.store(true, Ordering::Relaxed);
                             if let Ok(mut slot) = first_error.lock() {
@@ -408,8 +497,13 @@ fn issue_devices(
     if let Some(e) = first_error.into_inner().ok().flatten() {
         return Err(e);
     }
+    summary.notes.extend(
+        warnings
+            .into_inner()
+            .map_err(|_| Error::failed("a device worker panicked"))?,
+    );
     if capped.load(Ordering::Relaxed) {
-        notes.push(format!(
+        summary.notes.push(format!(
             "device validity was cut to the issuer's expiry ({}): a certificate cannot outlive its CA",
             signer
                 .ca
@@ -417,61 +511,93 @@ fn issue_devices(
                 .unwrap_or_default()
         ));
     }
-    Ok(results
+    let (first, last) = ends
         .into_inner()
-        .map_err(|_| Error::failed("a device worker panicked"))?
-        .into_iter()
-        .flatten()
-        .collect())
+        .map_err(|_| Error::failed("a device worker panicked"))?;
+    summary.device_count += n;
+    summary.first_device = first.clone();
+    // With one device it is both first and last.
+    summary.last_device = last.or(first);
+    summary.issued.extend(
+        kept.into_inner()
+            .map_err(|_| Error::failed("a device worker panicked"))?
+            .into_iter()
+            .flatten(),
+    );
+    Ok(())
 }
 
-fn issue_device(
-    layout: &Layout,
-    staging: &Staging,
-    id: &str,
-    plan: &DevicePlan,
-    signer: Signer<'_>,
-) -> Result<(Entry, bool)> {
-    let Signer {
-        ca: issuer,
-        chain_pem,
-        chain_der,
-    } = signer;
-    let key = plan.key.generate()?;
-    let cert = issue(&Profile::Device, id, plan.days, &key, issuer)?;
-    let (c, f, k, p) = (
-        layout.device_cert(id),
-        layout.device_full_chain(id),
-        layout.device_key(id),
-        layout.device_pfx(id),
-    );
-    staging.write(
-        &k,
-        private_key_pem(&key, plan.key_password.as_deref())?.as_bytes(),
-        Mode::Secret,
-    )?;
-    staging.write(&c, cert.pem.as_bytes(), Mode::Public)?;
-    let mut file_list = vec![(FileKind::Cert, c.as_path()), (FileKind::Key, k.as_path())];
-    if issuer.is_some() {
-        let mut full = String::with_capacity(cert.pem.len() + chain_pem.len());
-        full.push_str(&cert.pem);
-        full.push_str(chain_pem);
-        staging.write(&f, full.as_bytes(), Mode::Public)?;
-        file_list.push((FileKind::FullChain, f.as_path()));
-    }
-    if let Some(opts) = &plan.pfx {
-        let mut ders: Vec<&[u8]> = vec![&cert.der];
+/// What every device of a batch shares.
+struct DeviceCtx<'a> {
+    layout: &'a Layout,
+    staging: &'a Staging,
+    plan: &'a DevicePlan,
+    signer: Signer<'a>,
+    /// The signer's subject (`None`: self-signed, the device's own).
+    issuer_subject: Option<&'a str>,
+}
+
+impl DeviceCtx<'_> {
+    fn issue(&self, id: &str) -> Result<(Entry, bool, Vec<String>)> {
+        let DeviceCtx {
+            layout,
+            staging,
+            plan,
+            ..
+        } = *self;
+        let Signer {
+            ca: issuer,
+            chain_pem,
+            chain_der,
+        } = self.signer;
+        let key = plan.key.generate_fresh()?;
+        let cert = issue(&Profile::Device, id, &plan.validity, &key, issuer)?;
+        let (c, f, k, p) = (
+            layout.device_cert(id),
+            layout.device_full_chain(id),
+            layout.device_key(id),
+            layout.device_pfx(id),
+        );
+        staging.write(
+            &k,
+            pkcs8_pem(key.pkcs8_der(), plan.key_password.as_deref())?.as_bytes(),
+            Mode::Secret,
+        )?;
+        staging.write(&c, cert.pem.as_bytes(), Mode::Public)?;
+        let mut file_list = vec![(FileKind::Cert, c.as_path()), (FileKind::Key, k.as_path())];
         if issuer.is_some() {
-            ders.extend_from_slice(chain_der);
+            let mut full = String::with_capacity(cert.pem.len() + chain_pem.len());
+            full.push_str(&cert.pem);
+            full.push_str(chain_pem);
+            staging.write(&f, full.as_bytes(), Mode::Public)?;
+            file_list.push((FileKind::FullChain, f.as_path()));
         }
-        let pfx = pfx::build(id, key.serialized_der(), &ders, opts)?;
-        staging.write(&p, &pfx, Mode::Secret)?;
-        file_list.push((FileKind::Pfx, p.as_path()));
+        if let Some(opts) = &plan.pfx {
+            let mut ders: Vec<&[u8]> = vec![&cert.der];
+            if issuer.is_some() {
+                ders.extend_from_slice(chain_der);
+            }
+            let pfx = pfx::build(id, key.pkcs8_der(), &ders, opts)?;
+            staging.write(&p, &pfx, Mode::Secret)?;
+            file_list.push((FileKind::Pfx, p.as_path()));
+        }
+        let self_subject;
+        let issuer_subject = match self.issuer_subject {
+            Some(s) => s,
+            None => {
+                self_subject = format!("CN={id}");
+                &self_subject
+            }
+        };
+        let entry = Entry::for_issued(
+            Role::Device,
+            &cert,
+            issuer_subject,
+            plan.key.cert_description(),
+            files(&file_list, layout),
+        );
+        Ok((entry, cert.capped, cert.warnings))
     }
-    Ok((
-        Entry::new(Role::Device, &cert.der, files(&file_list, layout))?,
-        cert.capped,
-    ))
 }
 
 /// `pki device new`: devices under an existing CA.
@@ -483,11 +609,10 @@ pub fn new_devices(
 ) -> Result<Summary> {
     recover(layout.base())?;
     check_devices_absent(layout, plan)?;
-    check_days(plan.days)?;
+    check_validity(&plan.validity)?;
     ensure_own_dir(&layout.certs_dir(), Mode::Public)?;
     ensure_own_dir(&layout.private_dir(), Mode::Secret)?;
     let staging = Staging::new(layout.base())?;
-    let mut summary = Summary::default();
     let chain_pem: String = std::iter::once(loaded.ca.cert.pem.clone())
         .chain(
             loaded
@@ -499,9 +624,9 @@ pub fn new_devices(
     let chain_der: Vec<&[u8]> = std::iter::once(loaded.ca.cert.der.as_slice())
         .chain(loaded.above.iter().map(Vec::as_slice))
         .collect();
-    summary.issued = issue_devices(
+    add_devices(
         layout,
-        &staging,
+        staging,
         plan,
         Signer {
             ca: Some(&loaded.ca),
@@ -509,11 +634,70 @@ pub fn new_devices(
             chain_der: &chain_der,
         },
         tick,
-        &mut summary.notes,
-    )?;
+    )
+}
+
+/// Issues devices into a directory that may hold a manifest already: the
+/// old entries are kept and the new ones appended, streamed; when devices
+/// are re-issued (`--force`), their entries replace the old ones in place,
+/// which needs every new entry in memory first.
+fn add_devices(
+    layout: &Layout,
+    staging: Staging,
+    plan: &DevicePlan,
+    signer: Signer<'_>,
+    tick: &(dyn Fn() + Sync),
+) -> Result<Summary> {
+    let mut summary = Summary::default();
     let mut manifest = Manifest::load(layout)?;
-    manifest.upsert(summary.issued.clone());
-    manifest.save(layout, &staging)?;
+    let replaces = {
+        let old = manifest.cert_files();
+        !old.is_empty()
+            && plan
+                .ids
+                .iter()
+                .any(|id| old.contains(layout.relative(&layout.device_cert(id)).as_str()))
+    };
+    if replaces {
+        let all = DevicePlan {
+            keep_entries: true,
+            ..plan.clone()
+        };
+        issue_devices(
+            layout,
+            &staging,
+            &all,
+            signer,
+            tick,
+            &|_, _| Ok(()),
+            &mut summary,
+        )?;
+        manifest.upsert(summary.issued.iter().cloned());
+        if !plan.keep_entries {
+            summary.issued.clear();
+        }
+        manifest.save(layout, &staging)?;
+    } else {
+        let mut writer = ManifestWriter::create(layout, &staging)?;
+        for e in &manifest.certificates {
+            writer.push(e)?;
+        }
+        drop(manifest);
+        let writer = Mutex::new(writer);
+        issue_devices(
+            layout,
+            &staging,
+            plan,
+            signer,
+            tick,
+            &|i, e| lock(&writer)?.push_at(i, e),
+            &mut summary,
+        )?;
+        writer
+            .into_inner()
+            .map_err(|_| Error::failed("a device worker panicked"))?
+            .finish()?;
+    }
     staging.commit()?;
     Ok(summary)
 }
@@ -523,14 +707,13 @@ pub fn new_devices(
 pub fn new_self_signed(layout: &Layout, plan: &DevicePlan) -> Result<Summary> {
     recover(layout.base())?;
     check_devices_absent(layout, plan)?;
-    check_days(plan.days)?;
+    check_validity(&plan.validity)?;
     ensure_own_dir(&layout.certs_dir(), Mode::Public)?;
     ensure_own_dir(&layout.private_dir(), Mode::Secret)?;
     let staging = Staging::new(layout.base())?;
-    let mut summary = Summary::default();
-    summary.issued = issue_devices(
+    add_devices(
         layout,
-        &staging,
+        staging,
         plan,
         Signer {
             ca: None,
@@ -538,11 +721,5 @@ pub fn new_self_signed(layout: &Layout, plan: &DevicePlan) -> Result<Summary> {
             chain_der: &[],
         },
         &|| {},
-        &mut summary.notes,
-    )?;
-    let mut manifest = Manifest::load(layout)?;
-    manifest.upsert(summary.issued.clone());
-    manifest.save(layout, &staging)?;
-    staging.commit()?;
-    Ok(summary)
+    )
 }

@@ -16,7 +16,7 @@ use crate::chain::Summary;
 use crate::csr::Csr;
 use crate::error::{Error, Result};
 use crate::fsio::{Mode, Staging, ensure_dir, read_input};
-use crate::issue::{check_days, issue_for_public_key};
+use crate::issue::issue_for_public_key;
 use crate::keys::pem_lf;
 use crate::layout::{FileKind, Layout};
 use crate::manifest::{Entry, Manifest};
@@ -107,13 +107,13 @@ pub fn sign(
     layout: &Layout,
     loaded: &LoadedCa,
     requests: &[Request],
-    days: u32,
+    validity: &crate::validity::Validity,
     force: bool,
 ) -> Result<Summary> {
     if !force {
         check_certs_absent(layout, requests)?;
     }
-    check_days(days)?;
+    crate::issue::check_validity(validity)?;
     ensure_dir(&layout.certs_dir(), Mode::Public)?;
     let staging = Staging::new(layout.base())?;
     let chain_pem: String = std::iter::once(loaded.ca.cert.pem.clone())
@@ -123,8 +123,13 @@ pub fn sign(
     let mut capped = false;
     for r in requests {
         let id = r.id.as_str();
-        let cert = issue_for_public_key(&Profile::Device, id, days, &r.public_key, &loaded.ca)?;
+        let cert = issue_for_public_key(&Profile::Device, id, validity, &r.public_key, &loaded.ca)?;
         capped |= cert.capped;
+        for w in &cert.warnings {
+            if !summary.notes.contains(w) {
+                summary.notes.push(w.clone());
+            }
+        }
         let (c, f) = (layout.device_cert(id), layout.device_full_chain(id));
         staging.write(&c, cert.pem.as_bytes(), Mode::Public)?;
         let full = format!("{}{chain_pem}", cert.pem);
@@ -142,6 +147,9 @@ pub fn sign(
         ));
     }
     let mut manifest = Manifest::load(layout)?;
+    summary.device_count = summary.issued.len();
+    summary.first_device = summary.issued.first().cloned();
+    summary.last_device = summary.issued.last().cloned();
     manifest.upsert(summary.issued.clone());
     manifest.save(layout, &staging)?;
     staging.commit()?;

@@ -12,6 +12,11 @@
 //! that fails half-way (a bad password, a full disk, a directory where a key
 //! should go) therefore leaves the existing CA and devices untouched.
 //!
+//! A batch keeps no list of its files while staging, so a million devices
+//! stage in flat memory: a file bound for `<base>/certs/x.pem` is staged as
+//! `<lane>/certs/x.pem`, and the commit walks the lanes to find them (the
+//! commit's journal then lists every file, as crash recovery needs).
+//!
 //! Durability (surviving power loss, not just interruption) costs an fsync.
 //! Single files get one each; a batch is flushed once with `syncfs`, because
 //! an fsync per file made 1000 devices take 2.6 s instead of 0.2 s.
@@ -119,6 +124,13 @@ struct Journal {
     committed: bool,
 }
 
+/// The journal without its steps.
+#[derive(serde::Deserialize)]
+struct JournalHead {
+    dir: PathBuf,
+    committed: bool,
+}
+
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct JournalMove {
     /// The staged file (`None`: the destination is only removed).
@@ -168,12 +180,25 @@ pub fn recover(base: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(source) => return Err(Error::Read { path, source }),
     };
-    let journal: Journal = serde_json::from_slice(&data).map_err(|e| {
+    let damaged = |e: serde_json::Error| {
         Error::input(format!(
             "{} is damaged ({e}); it records an interrupted pki run: check the directory by hand, then delete it",
             path.display()
         ))
-    })?;
+    };
+    // A committed journal needs only cleaning up: its steps (one per file
+    // of the batch) are skipped, not parsed into memory.
+    let head: JournalHead = serde_json::from_slice(&data).map_err(damaged)?;
+    let journal: Journal = if head.committed {
+        Journal {
+            dir: head.dir,
+            moves: Vec::new(),
+            committed: true,
+        }
+    } else {
+        serde_json::from_slice(&data).map_err(damaged)?
+    };
+    drop(data);
     let werr = |p: &Path| {
         let p = p.to_path_buf();
         move |source| Error::Write { path: p, source }
@@ -258,17 +283,125 @@ impl Staging {
 
     /// Stages `data` for `dest` (safe to call from several threads).
     pub fn write(&self, dest: &Path, data: &[u8], mode: Mode) -> Result<()> {
-        let tmp = self
-            .lane()
-            .join(COUNTER.fetch_add(1, Ordering::Relaxed).to_string());
-        write_new(&tmp, data, mode, false).map_err(|source| Error::Write {
+        let werr = |source| Error::Write {
+            path: dest.to_path_buf(),
+            source,
+        };
+        // Under the base, the staged path mirrors the destination and needs
+        // no record. Elsewhere, or when this batch already staged `dest`
+        // (the later write wins, as the list keeps it later), it is listed.
+        if let Ok(rel) = dest.strip_prefix(&self.base)
+            && rel.file_name().is_some()
+        {
+            let tmp = self.lane().join(rel);
+            let mut result = write_new(&tmp, data, mode, false);
+            if let (Err(e), Some(parent)) = (&result, tmp.parent())
+                && e.kind() == std::io::ErrorKind::NotFound
+            {
+                // The first file of this directory in this lane.
+                let mut builder = fs::DirBuilder::new();
+                builder.recursive(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::DirBuilderExt;
+                    builder.mode(0o700);
+                }
+                builder.create(parent).map_err(werr)?;
+                result = write_new(&tmp, data, mode, false);
+            }
+            match result {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                other => return other.map_err(werr),
+            }
+        }
+        let tmp = self.listed_path();
+        write_new(&tmp, data, mode, false).map_err(werr)?;
+        self.record(tmp, dest)
+    }
+
+    /// Creates a staged file for `dest` to be written in pieces; it is moved
+    /// into place after every [`Staging::write`] file, so a manifest lands
+    /// last. Safe to call from several threads.
+    pub fn create(&self, dest: &Path, mode: Mode) -> Result<fs::File> {
+        let tmp = self.listed_path();
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(mode.bits());
+        }
+        let file = opts.open(&tmp).map_err(|source| Error::Write {
             path: dest.to_path_buf(),
             source,
         })?;
+        self.record(tmp, dest)?;
+        Ok(file)
+    }
+
+    /// A fresh name for a listed file, beside (never clashing with) the lanes.
+    fn listed_path(&self) -> PathBuf {
+        self.dir
+            .join(format!("f{}", COUNTER.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    fn record(&self, tmp: PathBuf, dest: &Path) -> Result<()> {
         self.moves
             .lock()
             .map_err(|_| Error::failed("a writer thread panicked"))?
             .push((Some(tmp), dest.to_path_buf()));
+        Ok(())
+    }
+
+    /// Calls `f(staged, destination)` for every file staged in the lanes.
+    ///
+    /// Reads each directory again after a pass, until a pass finds nothing
+    /// to do or `f` leaves the files alone: whether readdir returns every
+    /// entry while `f` renames entries out of the directory is unspecified.
+    fn each_laned(
+        &self,
+        f: &mut dyn FnMut(&Path, &Path) -> Result<()>,
+        moving: bool,
+    ) -> Result<()> {
+        fn walk(
+            dir: &Path,
+            dest: &Path,
+            f: &mut dyn FnMut(&Path, &Path) -> Result<()>,
+            moving: bool,
+        ) -> Result<()> {
+            loop {
+                let entries = match fs::read_dir(dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(source) => {
+                        return Err(Error::Write {
+                            path: dir.to_path_buf(),
+                            source,
+                        });
+                    }
+                };
+                let mut files = 0usize;
+                for entry in entries {
+                    let entry = entry.map_err(|source| Error::Write {
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
+                    let (from, to) = (entry.path(), dest.join(entry.file_name()));
+                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        walk(&from, &to, f, moving)?;
+                    } else {
+                        files += 1;
+                        f(&from, &to)?;
+                    }
+                }
+                if files == 0 || !moving {
+                    return Ok(());
+                }
+            }
+        }
+        for lane in &self.lanes {
+            walk(lane, &self.base, f, moving)?;
+        }
         Ok(())
     }
 
@@ -297,39 +430,55 @@ impl Staging {
                 .lock()
                 .map_err(|_| Error::failed("a writer thread panicked"))?,
         );
-        if let Some((_, dest)) = moves.iter().find(|(_, d)| d.is_dir()) {
-            return Err(Error::input(format!(
+        let in_the_way = |dest: &Path| {
+            Error::input(format!(
                 "{} is a directory, where pki needs to write a file; move it away and run again",
                 dest.display()
-            )));
+            ))
+        };
+        // Paths relative to `base`, so any process can recover, whatever
+        // its working directory.
+        let rel = |p: &Path| p.strip_prefix(&self.base).unwrap_or(p).to_path_buf();
+        let old = self.dir.join("old");
+        // The journal's steps are made straight from the lanes (staged under
+        // a mirror of their destination, with no list kept while staging),
+        // one small entry per file; listed files come after them, so a later
+        // write of the same destination wins.
+        let mut journal = Journal {
+            dir: rel(&self.dir),
+            moves: Vec::new(),
+            committed: false,
+        };
+        let mut dirs: std::collections::BTreeSet<PathBuf> = std::collections::BTreeSet::new();
+        let mut step = |tmp: Option<&Path>, dest: &Path, journal: &mut Journal| -> Result<()> {
+            if dest.is_dir() {
+                return Err(in_the_way(dest));
+            }
+            if let Some(parent) = dest.parent()
+                && !dirs.contains(parent)
+            {
+                dirs.insert(parent.to_path_buf());
+            }
+            let i = journal.moves.len();
+            journal.moves.push(JournalMove {
+                tmp: tmp.map(rel),
+                dest: rel(dest),
+                backup: dest.exists().then(|| rel(&old.join(i.to_string()))),
+            });
+            Ok(())
+        };
+        self.each_laned(&mut |tmp, dest| step(Some(tmp), dest, &mut journal), false)?;
+        for (tmp, dest) in &moves {
+            step(tmp.as_deref(), dest, &mut journal)?;
         }
-        let mut dirs: Vec<&Path> = moves.iter().filter_map(|(_, d)| d.parent()).collect();
-        dirs.sort();
-        dirs.dedup();
-        for d in dirs {
+        drop(moves);
+        for d in &dirs {
             check_writable(d)?;
         }
-        let old = self.dir.join("old");
         fs::create_dir(&old).map_err(|source| Error::Write {
             path: old.clone(),
             source,
         })?;
-        // Paths relative to `base`, so any process can recover, whatever
-        // its working directory.
-        let rel = |p: &Path| p.strip_prefix(&self.base).unwrap_or(p).to_path_buf();
-        let mut journal = Journal {
-            dir: rel(&self.dir),
-            moves: moves
-                .iter()
-                .enumerate()
-                .map(|(i, (tmp, dest))| JournalMove {
-                    tmp: tmp.as_deref().map(rel),
-                    dest: rel(dest),
-                    backup: dest.exists().then(|| rel(&old.join(i.to_string()))),
-                })
-                .collect(),
-            committed: false,
-        };
         let journal_path = self.base.join(JOURNAL);
         write_journal(&journal_path, &journal)?;
         if let Err(e) = apply(&self.base, &journal) {
@@ -340,6 +489,7 @@ impl Staging {
         }
         journal.committed = true;
         write_journal(&journal_path, &journal)?;
+        drop(journal);
         self.committed = true;
         recover(&self.base)
     }
@@ -371,11 +521,35 @@ fn apply(base: &Path, journal: &Journal) -> Result<()> {
     Ok(())
 }
 
+/// Writes the journal atomically, encoded straight into the file: a
+/// million-file journal is never held as one buffer.
 fn write_journal(path: &Path, journal: &Journal) -> Result<()> {
-    let json = serde_json::to_vec(journal)
-        .map_err(|e| Error::failed(format!("cannot encode the commit journal: {e}")))?;
-    write_atomic(path, &json, Mode::Public)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        "{}.tmp-{}-{}",
+        JOURNAL,
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let werr = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let written = (|| -> std::io::Result<()> {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        let mut out = std::io::BufWriter::new(file);
+        serde_json::to_writer(&mut out, journal).map_err(std::io::Error::other)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(source) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(werr(source));
+    }
+    sync_dir(dir)
 }
 
 /// Refuses a directory this process cannot create files in, before the

@@ -6,16 +6,14 @@
 //! minutes in the past for clock skew, and never lets a child outlive its
 //! issuer.
 
-use rcgen::{CertificateParams, Issuer, KeyPair, PublicKeyData, SerialNumber};
-use time::{Duration, OffsetDateTime};
+use rcgen::{CertificateParams, Issuer, KeyPair, PublicKeyData, SerialNumber, SigningKey};
+use time::OffsetDateTime;
 
 use crate::cert;
 use crate::error::{Error, Result};
 use crate::keys::pem_lf;
 use crate::profile::Profile;
-
-/// How far notBefore is back-dated, so devices with a slow clock accept new certificates.
-const CLOCK_SKEW: Duration = Duration::minutes(5);
+use crate::validity::{Decided, Validity, Window, decide};
 
 /// A signed certificate.
 #[derive(Clone, Debug)]
@@ -26,10 +24,26 @@ pub struct IssuedCert {
     pub pem: String,
     /// Subject common name.
     pub common_name: String,
+    /// Serial number as encoded (big-endian, no sign byte needed).
+    pub serial: Vec<u8>,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
     /// End of validity.
     pub not_after: OffsetDateTime,
     /// Whether notAfter was cut short to the issuer's notAfter.
     pub capped: bool,
+    /// Loud notes: an `--allow-…-issuer` override was used.
+    pub warnings: Vec<String>,
+}
+
+impl IssuedCert {
+    /// notBefore and notAfter.
+    pub fn window(&self) -> Window {
+        Window {
+            not_before: self.not_before,
+            not_after: self.not_after,
+        }
+    }
 }
 
 /// A certificate authority: its certificate and the key that signs for it.
@@ -53,12 +67,12 @@ impl Ca {
     pub fn create(
         profile: &Profile,
         common_name: &str,
-        days: u32,
+        validity: &Validity,
         key: KeyPair,
         parent: Option<&Ca>,
     ) -> Result<Ca> {
         debug_assert!(profile.is_ca());
-        let (cert, params) = issue_with_params(profile, common_name, days, &key, parent)?;
+        let (cert, params) = issue_with_params(profile, common_name, validity, &key, parent)?;
         Ok(Ca {
             cert,
             issuer: Issuer::new(params, key),
@@ -82,6 +96,7 @@ impl Ca {
             )));
         }
         let common_name = cert::common_name(&x509).unwrap_or_default();
+        let not_before = x509.validity().not_before.to_datetime();
         let not_after = x509.validity().not_after.to_datetime();
         let issuer = Issuer::from_ca_cert_der(&cert_der.to_vec().into(), key)
             .map_err(|e| Error::input(format!("cannot use {what} as an issuer: {e}")))?;
@@ -90,8 +105,11 @@ impl Ca {
                 der: cert_der.to_vec(),
                 pem: pem_lf("CERTIFICATE", cert_der),
                 common_name,
+                serial: x509.raw_serial().to_vec(),
+                not_before,
                 not_after,
                 capped: false,
+                warnings: Vec::new(),
             },
             issuer,
         })
@@ -107,11 +125,11 @@ impl Ca {
 pub fn issue(
     profile: &Profile,
     common_name: &str,
-    days: u32,
-    subject_key: &KeyPair,
+    validity: &Validity,
+    subject_key: &impl SigningKey,
     issuer: Option<&Ca>,
 ) -> Result<IssuedCert> {
-    issue_with_params(profile, common_name, days, subject_key, issuer).map(|(c, _)| c)
+    issue_with_params(profile, common_name, validity, subject_key, issuer).map(|(c, _)| c)
 }
 
 /// Signs a certificate of `profile` for a public key whose private key
@@ -120,7 +138,7 @@ pub fn issue(
 pub fn issue_for_public_key(
     profile: &Profile,
     common_name: &str,
-    days: u32,
+    validity: &Validity,
     public_key: &rcgen::SubjectPublicKeyInfo,
     issuer: &Ca,
 ) -> Result<IssuedCert> {
@@ -130,26 +148,43 @@ pub fn issue_for_public_key(
         &rcgen::PKCS_RSA_SHA512,
     ]
     .contains(&public_key.algorithm());
-    let (params, capped) = params_for(profile, common_name, days, rsa, Some(issuer))?;
+    let (
+        params,
+        Decided {
+            capped, warnings, ..
+        },
+    ) = params_for(profile, common_name, validity, rsa, Some(issuer))?;
     let cert = params.signed_by(public_key, &issuer.issuer)?;
     let der = cert.der().to_vec();
     Ok(IssuedCert {
         pem: pem_lf("CERTIFICATE", &der),
         der,
         common_name: common_name.to_string(),
+        serial: params
+            .serial_number
+            .as_ref()
+            .map(SerialNumber::to_bytes)
+            .unwrap_or_default(),
+        not_before: params.not_before,
         not_after: params.not_after,
         capped,
+        warnings,
     })
 }
 
 fn issue_with_params(
     profile: &Profile,
     common_name: &str,
-    days: u32,
-    subject_key: &KeyPair,
+    validity: &Validity,
+    subject_key: &impl SigningKey,
     issuer: Option<&Ca>,
 ) -> Result<(IssuedCert, CertificateParams)> {
-    let (params, capped) = params_for(profile, common_name, days, is_rsa(subject_key), issuer)?;
+    let (
+        params,
+        Decided {
+            capped, warnings, ..
+        },
+    ) = params_for(profile, common_name, validity, is_rsa(subject_key), issuer)?;
     let cert = match issuer {
         Some(ca) => params.signed_by(subject_key, &ca.issuer)?,
         None => params.self_signed(subject_key)?,
@@ -160,8 +195,15 @@ fn issue_with_params(
             pem: pem_lf("CERTIFICATE", &der),
             der,
             common_name: common_name.to_string(),
+            serial: params
+                .serial_number
+                .as_ref()
+                .map(SerialNumber::to_bytes)
+                .unwrap_or_default(),
+            not_before: params.not_before,
             not_after: params.not_after,
             capped,
+            warnings,
         },
         params,
     ))
@@ -173,56 +215,41 @@ fn issue_with_params(
 fn params_for(
     profile: &Profile,
     common_name: &str,
-    days: u32,
+    validity: &Validity,
     rsa_subject: bool,
     issuer: Option<&Ca>,
-) -> Result<(CertificateParams, bool)> {
-    let now = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .map_err(|e| Error::failed(e.to_string()))?;
+) -> Result<(CertificateParams, Decided)> {
+    let decided = decide(
+        validity,
+        common_name,
+        issuer.map(|c| (c.cert.common_name.as_str(), c.cert.window())),
+    )?;
     let mut params = CertificateParams::default();
-    params.not_before = now - CLOCK_SKEW;
-    let wanted = not_after_for(now, days)?;
-    let mut capped = false;
-    params.not_after = match issuer {
-        Some(ca) if ca.cert.not_after < wanted => {
-            // A CA made seconds earlier in the same run with the same
-            // validity (`--certgen`: 30 days for everything) ends a few
-            // seconds before the child would: cap it, but that is no news.
-            capped = wanted - ca.cert.not_after > Duration::hours(1);
-            ca.cert.not_after
-        }
-        _ => wanted,
-    };
-    if params.not_after <= now {
-        return Err(Error::input(format!(
-            "the issuing CA `{}` has expired; make a new chain with `pki chain new --force`",
-            issuer.map(|c| c.cert.common_name.as_str()).unwrap_or("")
-        )));
-    }
+    params.not_before = decided.window.not_before;
+    params.not_after = decided.window.not_after;
     params.serial_number = Some(random_serial()?);
     profile.apply(&mut params, common_name, rsa_subject)?;
-    Ok((params, capped))
+    Ok((params, decided))
 }
 
-/// `now` plus `days`, refusing 0 days and dates past year 9999.
-fn not_after_for(now: OffsetDateTime, days: u32) -> Result<OffsetDateTime> {
-    if days == 0 {
-        return Err(Error::input("validity must be at least 1 day"));
-    }
-    now.checked_add(Duration::days(i64::from(days)))
-        .filter(|t| t.year() < 10000)
-        .ok_or_else(|| Error::input(format!("{days} days is too long a validity")))
+/// Checks a validity request before anything is written, so a bad
+/// `--days` or window never leaves a half-made directory behind.
+pub fn check_validity(validity: &Validity) -> Result<()> {
+    validity.window().map(|_| ())
 }
 
-/// Checks a validity in days before anything is written, so a bad `--days`
-/// never leaves a half-made directory behind.
+/// [`check_validity`] for a length in days from now.
 pub fn check_days(days: u32) -> Result<()> {
-    not_after_for(OffsetDateTime::now_utc(), days).map(|_| ())
+    check_validity(&Validity::days(days))
 }
 
-fn is_rsa(key: &KeyPair) -> bool {
-    crate::keys::describe(key) == "rsa"
+fn is_rsa(key: &impl PublicKeyData) -> bool {
+    // Every algorithm pki signs with other than ECDSA and Ed25519 is RSA
+    // (the rule `keys::describe` follows).
+    let alg = key.algorithm();
+    alg != &rcgen::PKCS_ECDSA_P256_SHA256
+        && alg != &rcgen::PKCS_ECDSA_P384_SHA384
+        && alg != &rcgen::PKCS_ED25519
 }
 
 /// A random, positive, 16-byte serial number (RFC 5280 allows up to 20 bytes).

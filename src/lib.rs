@@ -30,6 +30,7 @@ pub mod dps;
 pub mod emulator;
 pub mod envblock;
 pub mod error;
+pub mod expiry;
 pub mod fsio;
 pub mod inspect;
 pub mod issue;
@@ -40,6 +41,8 @@ pub mod manifest;
 pub mod pfx;
 pub mod profile;
 pub mod regid;
+pub mod rotate;
+pub mod validity;
 pub mod verify_code;
 
 pub use error::{Error, Result};

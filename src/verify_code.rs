@@ -51,10 +51,15 @@ pub struct Verification {
 }
 
 /// Makes the verification certificate for `code`, signed by `issuer`.
-pub fn make(code: &str, issuer: &Ca, key_type: KeyType, days: u32) -> Result<Verification> {
+pub fn make(
+    code: &str,
+    issuer: &Ca,
+    key_type: KeyType,
+    validity: &crate::validity::Validity,
+) -> Result<Verification> {
     let code = check_code(code)?;
     let key = key_type.generate()?;
-    let cert = issue(&Profile::Verification, &code, days, &key, Some(issuer))?;
+    let cert = issue(&Profile::Verification, &code, validity, &key, Some(issuer))?;
     Ok(Verification { cert, key })
 }
 

@@ -6,6 +6,8 @@ mod support;
 
 // `pki chain new`: files, profiles, key types, certGen.sh parity, failures.
 mod chain;
+// Peak memory of a bulk run stays flat in the number of devices.
+mod chain_memory;
 // `pki ca` against a scripted fake DPS: upload and proof of possession.
 mod client_ca;
 // The tutorial flow and Node service SDK interop against `pki emulator`.
@@ -46,6 +48,12 @@ mod symmetric_e2e;
 mod to_string;
 // `pki verify-code`: proof-of-possession certificates.
 mod verify_code;
+// Validity windows: --not-before/--not-after, --expired, --not-yet-valid, issuer rules.
+mod validity;
+// `pki inspect --expiring-within`: the expiry CI guard.
+mod expiry;
+// CA rotation: pki ca roll, pki device renew, the README walkthrough on the emulator.
+mod rotation;
 // The command line itself: help, bare group commands, broken pipes.
 mod cli;
 // Reliability: no credentials over plain HTTP, key formats, checks before

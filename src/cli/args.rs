@@ -17,6 +17,7 @@ use crate::dps::http::HttpOptions;
 use crate::error::{Error, Result};
 use crate::keys::KeyType;
 use crate::pfx::PfxOptions;
+use crate::validity::{TimeSpec, Validity};
 
 /// The PFX password the DPS tutorial and certGen.sh use.
 pub const DEFAULT_PFX_PASSWORD: &str = "1234";
@@ -86,6 +87,73 @@ pub fn warn(msg: impl AsRef<str>) {
     eprintln!("pki: warning: {}", msg.as_ref());
 }
 
+/// Validity options shared by every command that issues (`chain new`,
+/// `device new`, `device new --csr`, `device renew`, `verify-code`, `ca roll`).
+#[derive(Clone, Debug, Default, Args)]
+pub struct ValidityArgs {
+    /// Start of validity: an RFC 3339 instant (2026-01-01T00:00:00Z) or an offset from now
+    /// (-1d, +10m, 90d; units s m h d w y). Default: now minus 5 minutes.
+    #[arg(long, value_name = "WHEN", allow_hyphen_values = true, value_parser = clap::value_parser!(TimeSpec))]
+    pub not_before: Option<TimeSpec>,
+
+    /// End of validity, RFC 3339 or an offset from now (instead of --days).
+    #[arg(long, value_name = "WHEN", allow_hyphen_values = true, value_parser = clap::value_parser!(TimeSpec), conflicts_with = "days")]
+    pub not_after: Option<TimeSpec>,
+
+    /// Issue certificates that are already expired: valid from 2 days ago until 1 day ago.
+    #[arg(long, conflicts_with_all = ["not_before", "not_after", "not_yet_valid", "days"])]
+    pub expired: bool,
+
+    /// Issue certificates that are not valid yet: from tomorrow, for --days.
+    #[arg(long, conflicts_with_all = ["not_before"])]
+    pub not_yet_valid: bool,
+
+    /// Let a certificate end after its issuer does (normally it is cut to the issuer's end),
+    /// to test what a verifier does with it. Loud in the output.
+    #[arg(long)]
+    pub allow_outliving_issuer: bool,
+
+    /// Let an expired CA sign. Loud in the output.
+    #[arg(long)]
+    pub allow_expired_issuer: bool,
+
+    /// The instant that stands for "now" (RFC 3339): signing time and the base of every
+    /// offset, for reproducible fixtures (with --seed).
+    #[arg(long, value_name = "INSTANT", env = "PKI_EPOCH", value_parser = parse_instant)]
+    pub epoch: Option<time::OffsetDateTime>,
+}
+
+/// An RFC 3339 instant, for --epoch and --clock.
+pub fn parse_instant(s: &str) -> std::result::Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .map_err(|_| format!("`{s}` is not an RFC 3339 instant (2026-01-01T00:00:00Z)"))
+}
+
+impl ValidityArgs {
+    /// The request, with `days` as the length when no end is given.
+    pub fn validity(&self, days: u32) -> Validity {
+        let day = time::Duration::days(1);
+        let (not_before, not_after) = if self.expired {
+            (
+                Some(TimeSpec::Offset(-2 * day)),
+                Some(TimeSpec::Offset(-day)),
+            )
+        } else if self.not_yet_valid {
+            (Some(TimeSpec::Offset(day)), self.not_after)
+        } else {
+            (self.not_before, self.not_after)
+        };
+        Validity {
+            now: self.epoch.unwrap_or_else(crate::validity::now_utc),
+            not_before,
+            not_after,
+            days,
+            allow_outliving_issuer: self.allow_outliving_issuer,
+            allow_expired_issuer: self.allow_expired_issuer,
+        }
+    }
+}
+
 /// Device options shared by `pki chain new` and `pki device new`.
 #[derive(Debug, Args)]
 pub struct DeviceArgs {
@@ -114,6 +182,9 @@ pub struct DeviceArgs {
     /// Validity of device certificates in days (never beyond the issuer's).
     #[arg(long, value_name = "DAYS")]
     pub days: Option<u32>,
+
+    #[command(flatten)]
+    pub validity: ValidityArgs,
 
     /// Encrypt private keys (PKCS#8, PBES2 AES-256-CBC) with this password.
     #[arg(
@@ -172,13 +243,14 @@ impl DeviceArgs {
         DevicePlan {
             ids,
             key,
-            days,
+            validity: self.validity.validity(days),
             key_password: self.key_password.clone(),
             pfx: (!self.no_pfx).then(|| PfxOptions {
                 password: self.pfx_password.clone(),
                 legacy: self.pfx_legacy,
             }),
             force,
+            keep_entries: self.json,
         }
     }
 

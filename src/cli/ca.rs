@@ -28,6 +28,20 @@ pki ca list $ARM\n\
 where ARM=\"--subscription $SUB --resource-group rg --dps-name my-dps\""
 )]
 pub enum CaCommand {
+    /// Rotation rehearsal: a new CA key and certificate beside the old one (no network).
+    ///
+    /// `intermediate`: a new intermediate under the same root. `root`: a new root and a new
+    /// intermediate under it. The old files move to `…previous.cert.pem` / `…previous.key.pem`,
+    /// the manifest records both, and new devices are signed by the new CA.
+    #[command(after_help = "Rotation walkthrough (see the README):
+  pki ca roll intermediate
+  pki enroll fleet --cert certs/azure-iot-test-only.intermediate.cert.pem \\
+    --secondary-cert certs/azure-iot-test-only.intermediate.previous.cert.pem
+  pki device renew device-0001      # re-issue under the new CA, same key
+  pki register …                    # re-register with the new certificate
+  pki enroll fleet --cert certs/azure-iot-test-only.intermediate.cert.pem \\
+    --drop-secondary                # old-chain devices are refused from now on")]
+    Roll(RollArgs),
     /// Upload (or replace) a CA certificate in the DPS certificate store.
     #[command(
         after_help = "Example (Azure; AZURE_ACCESS_TOKEN exported as `pki ca --help` shows):\n  pki ca upload my-root --cert certs/azure-iot-test-only.root.ca.cert.pem \\\n    --subscription $SUB --resource-group rg --dps-name my-dps"
@@ -193,6 +207,7 @@ fn etag_of(v: &Value) -> Option<String> {
 
 pub fn run(cmd: CaCommand) -> Result<()> {
     match cmd {
+        CaCommand::Roll(a) => roll(a),
         CaCommand::Upload {
             name,
             cert,
@@ -336,4 +351,58 @@ fn issuer_candidates(ca: &CaSelectArgs) -> Result<Vec<CaFiles>> {
         ca.issuer.as_ref(),
         ca.ca_key.as_deref(),
     )
+}
+
+/// Arguments of `pki ca roll`.
+#[derive(Debug, clap::Args)]
+pub struct RollArgs {
+    /// Which CA to replace.
+    pub kind: crate::rotate::RollKind,
+    /// The CA directory.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// Validity of the new CA certificates in days.
+    #[arg(long, value_name = "DAYS", default_value_t = 3650)]
+    pub days: u32,
+    #[command(flatten)]
+    pub validity: super::args::ValidityArgs,
+    /// Password of the CA keys (old ones are opened with it, new ones encrypted with it).
+    #[arg(
+        long,
+        env = "PKI_CA_KEY_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub ca_key_password: Option<String>,
+    /// Replace `…previous…` files left by an earlier roll.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn roll(a: RollArgs) -> Result<()> {
+    let layout = Layout::new(&a.ca_dir);
+    let rolled = crate::rotate::roll(
+        &layout,
+        a.kind,
+        &a.validity.validity(a.days),
+        a.ca_key_password.as_deref(),
+        a.force,
+    )?;
+    for n in &rolled.notes {
+        warn(n);
+    }
+    for (label, new, old) in &rolled.files {
+        println!("{label:<16} {} (new)", new.display());
+        println!(
+            "{:<16} {} (previous, kept for the overlap)",
+            "",
+            old.display()
+        );
+    }
+    println!("{:<16} {}", "CA chain", layout.chain_cert().display());
+    println!("{:<16} {}", "Manifest", layout.manifest().display());
+    eprintln!(
+        "Next: give the group the new certificate as primary and the previous one as secondary, then `pki device renew ID…`"
+    );
+    Ok(())
 }

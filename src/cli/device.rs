@@ -27,6 +27,45 @@ pub enum DeviceCommand {
     pki device new --csr line7/sensor-17.csr.pem
     pki device new --csr line7/")]
     New(DeviceNewArgs),
+    /// Re-issue existing devices under the current CA (after `pki ca roll`), keeping or
+    /// replacing their keys; certificate, full chain and PFX are replaced together.
+    #[command(after_help = "Examples:
+  pki device renew device-0001 device-0002
+  pki device renew --new-key --days 90 sensor-17")]
+    Renew(DeviceRenewArgs),
+}
+
+/// Arguments of `pki device renew`.
+#[derive(Debug, Args)]
+pub struct DeviceRenewArgs {
+    /// Registration IDs of the devices to renew.
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
+    /// The signing CA (default: the lowest intermediate, or the root when there is none).
+    #[command(flatten)]
+    pub ca: CaSelectArgs,
+    /// Replace each device's key with a new one of this type.
+    #[arg(long, value_name = "TYPE", num_args = 0..=1, default_missing_value = "ec-p256")]
+    pub new_key: Option<KeyType>,
+    /// Validity of the new certificates in days.
+    #[arg(long, value_name = "DAYS", default_value_t = 365)]
+    pub days: u32,
+    #[command(flatten)]
+    pub validity: super::args::ValidityArgs,
+    /// Password of the device keys.
+    #[arg(
+        long,
+        env = "PKI_KEY_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub key_password: Option<String>,
+    /// Password of the `<id>.cert.pfx` files.
+    #[arg(long, value_name = "PASSWORD", default_value = super::args::DEFAULT_PFX_PASSWORD, hide_default_value = true)]
+    pub pfx_password: String,
+    /// Do not write `<id>.cert.pfx` files.
+    #[arg(long)]
+    pub no_pfx: bool,
 }
 
 /// Arguments of `pki device new`.
@@ -66,7 +105,10 @@ pub struct DeviceNewArgs {
 }
 
 pub fn run(cmd: DeviceCommand) -> Result<()> {
-    let DeviceCommand::New(args) = cmd;
+    let args = match cmd {
+        DeviceCommand::New(args) => args,
+        DeviceCommand::Renew(args) => return renew(&args),
+    };
     if !args.csr.is_empty() {
         return run_csr(&args);
     }
@@ -127,7 +169,8 @@ fn run_csr(args: &DeviceNewArgs) -> Result<()> {
     let out = d.output();
     let (requests, warnings) = crate::chain_csr::collect(&args.csr, args.cn.as_deref())?;
     let days = d.days.unwrap_or(365);
-    crate::issue::check_days(days)?;
+    let validity = d.validity.validity(days);
+    crate::issue::check_validity(&validity)?;
     let layout = Layout::new(&args.ca.ca_dir);
     let loaded = chain::load_issuer(
         &layout,
@@ -138,9 +181,52 @@ fn run_csr(args: &DeviceNewArgs) -> Result<()> {
         args.ca.ca_key.as_deref(),
         args.ca.ca_key_password.as_deref(),
     )?;
-    let mut summary = crate::chain_csr::sign(&layout, &loaded, &requests, days, args.force)?;
+    let mut summary = crate::chain_csr::sign(&layout, &loaded, &requests, &validity, args.force)?;
     summary.notes.splice(0..0, warnings);
     let mut plan = d.plan(Vec::new(), KeyType::EcP384, days, args.force);
     plan.pfx = None;
     print_summary(&summary, &layout, &plan, d.json, &out)
+}
+
+/// `pki device renew`.
+fn renew(args: &DeviceRenewArgs) -> Result<()> {
+    check_ids(&args.ids)?;
+    let layout = Layout::new(&args.ca.ca_dir);
+    let loaded = chain::load_issuer(
+        &layout,
+        args.ca
+            .issuer
+            .as_ref()
+            .unwrap_or(&IssuerChoice::Intermediate),
+        args.ca.ca_key.as_deref(),
+        args.ca.ca_key_password.as_deref(),
+    )?;
+    let plan = crate::rotate::RenewPlan {
+        ids: args.ids.clone(),
+        new_key: args.new_key,
+        validity: args.validity.validity(args.days),
+        key_password: args.key_password.clone(),
+        pfx: (!args.no_pfx).then(|| crate::pfx::PfxOptions {
+            password: args.pfx_password.clone(),
+            legacy: false,
+        }),
+    };
+    let summary = crate::rotate::renew(&layout, &loaded, &plan)?;
+    for n in &summary.notes {
+        super::args::warn(n);
+    }
+    for e in &summary.issued {
+        println!(
+            "renewed {} under {} (until {}{})",
+            e.common_name,
+            e.issuer,
+            e.not_after,
+            if args.new_key.is_some() {
+                ", new key"
+            } else {
+                ", same key"
+            }
+        );
+    }
+    Ok(())
 }

@@ -116,6 +116,10 @@ struct GroupArgs {
     /// Secondary signing certificate.
     #[arg(long, value_name = "PEM", conflicts_with = "secondary_ca_ref")]
     secondary_cert: Option<PathBuf>,
+    /// Remove the group's secondary certificate (with --cert or --ca-ref): the last step
+    /// of a CA rotation, after every device has re-registered with the new chain.
+    #[arg(long, conflicts_with_all = ["secondary_cert", "secondary_ca_ref"])]
+    drop_secondary: bool,
     /// Use a certificate of the DPS certificate store (`pki ca upload`) as primary.
     #[arg(long, value_name = "NAME")]
     ca_ref: Option<String>,
@@ -384,6 +388,7 @@ fn create_or_update(a: GroupArgs) -> Result<()> {
             primary: a.primary_key.clone(),
             secondary: a.secondary_key.clone(),
         }),
+        drop_secondary: a.drop_secondary,
         certificate_policy: match (
             &a.certificate_policy,
             &a.namespace,

@@ -22,9 +22,18 @@ use crate::inspect::{CertDetails, check_chain};
 
 Exit codes: 0 fine, 1 a --chain check failed, 2 unreadable or non-certificate input.")]
 pub struct InspectArgs {
-    /// PEM bundles or DER files (`-` for stdin).
+    /// PEM bundles or DER files (`-` for stdin); with --expiring-within, also directories.
     #[arg(value_name = "FILE", required_unless_present = "chain")]
     pub files: Vec<PathBuf>,
+
+    /// CI guard: list every certificate under FILE… (directories recursively) that is
+    /// expired or expires within this window (30d, 12h, 1w), with days left; exit 1 if any.
+    #[arg(long, value_name = "DURATION", value_parser = crate::validity::parse_duration, conflicts_with = "chain")]
+    pub expiring_within: Option<time::Duration>,
+
+    /// With --expiring-within: compare against this instant instead of now (RFC 3339).
+    #[arg(long, value_name = "INSTANT", requires = "expiring_within", value_parser = super::args::parse_instant)]
+    pub at: Option<time::OffsetDateTime>,
 
     /// Check this full chain (leaf → intermediates → root) against DPS's rules.
     #[arg(long, value_name = "FULLCHAIN", conflicts_with = "files")]
@@ -40,6 +49,9 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> Result<()> {
+    if let Some(within) = args.expiring_within {
+        return run_expiring(&args, within);
+    }
     if let Some(chain) = &args.chain {
         return run_chain(chain, args.root.as_ref(), args.json);
     }
@@ -124,4 +136,23 @@ fn run_chain(chain: &Path, root: Option<&PathBuf>, json: bool) -> Result<()> {
 
 fn to_json(v: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string_pretty(v).map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))
+}
+
+/// `--expiring-within`: the listing (stdout), exit 1 when anything is listed.
+fn run_expiring(args: &InspectArgs, within: time::Duration) -> Result<()> {
+    let now = args.at.unwrap_or_else(crate::validity::now_utc);
+    let report = crate::expiry::scan(&args.files, now, within)?;
+    let shown = crate::validity::show_duration(within);
+    if args.json {
+        println!("{}", to_json(&report)?);
+    } else {
+        print!("{}", report.render(&shown));
+    }
+    if report.findings.is_empty() {
+        return Ok(());
+    }
+    Err(Error::failed(format!(
+        "{} certificate(s) expired or expiring within {shown}: renew them (`pki device renew ID…`, `pki ca roll`) or regenerate the fixtures",
+        report.findings.len()
+    )))
 }

@@ -62,16 +62,13 @@ pub fn print_summary(
         return Ok(());
     }
     let shown = |p: String| layout.base().join(p).display().to_string();
-    let mut device_count = 0;
+    let device_count = summary.device_count;
     for e in &summary.issued {
         let label = match e.role {
             Role::RootCa => "Root CA",
             Role::IntermediateCa => "Intermediate CA",
             Role::EdgeCa => "Edge device CA",
-            _ => {
-                device_count += 1;
-                continue;
-            }
+            _ => continue,
         };
         println!(
             "{label:<16} {}  ({}, {}, until {})",
@@ -88,12 +85,7 @@ pub fn print_summary(
     {
         println!("{:<16} {}", "CA chain", layout.chain_cert().display());
     }
-    let devs: Vec<_> = summary
-        .issued
-        .iter()
-        .filter(|e| e.role == Role::Device)
-        .collect();
-    if let (Some(first), Some(last)) = (devs.first(), devs.last()) {
+    if let (Some(first), Some(last)) = (&summary.first_device, &summary.last_device) {
         let range = if device_count == 1 {
             first.common_name.clone()
         } else {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::args::ValidityArgs;
 use super::ca_select::CaSelectArgs;
 use crate::ca_dir::{self, CaFiles, IssuerChoice};
 use crate::error::{Error, Result};
@@ -49,6 +50,9 @@ pub struct VerifyCodeArgs {
     #[arg(long, value_name = "DAYS", default_value_t = verify_code::DEFAULT_DAYS)]
     pub days: u32,
 
+    #[command(flatten)]
+    pub validity: ValidityArgs,
+
     /// Where to write certs/ and private/ (default: the CA directory).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -79,7 +83,10 @@ pub fn run(args: VerifyCodeArgs) -> Result<()> {
     };
     let ca = ca_dir::load(&files, password)?;
     let ca_file = files.cert.display().to_string();
-    let v = verify_code::make(&code, &ca, args.key, args.days)?;
+    let v = verify_code::make(&code, &ca, args.key, &args.validity.validity(args.days))?;
+    for w in &v.cert.warnings {
+        super::args::warn(w);
+    }
     let out = Layout::new(args.out.clone().unwrap_or_else(|| args.ca.ca_dir.clone()));
     let written = verify_code::write(&out, &v)?;
     let info = CertDetails::from_der(&v.cert.der, "the verification certificate")?;

@@ -110,7 +110,12 @@ pub async fn prove(
     let etag = etag_of(&current)
         .ok_or_else(|| Error::Service(format!("certificate `{name}` came back without an etag")))?;
     let (code, etag) = client.generate_code(name, &etag).await?;
-    let vcert = verify_code::make(&code, &ca, KeyType::EcP256, verify_code::DEFAULT_DAYS)?;
+    let vcert = verify_code::make(
+        &code,
+        &ca,
+        KeyType::EcP256,
+        &crate::validity::Validity::days(verify_code::DEFAULT_DAYS),
+    )?;
     note(format!(
         "verification code {code}: signed with the {} CA's key",
         files.label

@@ -116,7 +116,14 @@ mod tests {
     #[test]
     fn all_three_forms_decode_and_keys_are_refused() {
         let key = KeyType::EcP256.generate().unwrap();
-        let cert = issue(&Profile::RootCa { path_len: 0 }, "root", 2, &key, None).unwrap();
+        let cert = issue(
+            &Profile::RootCa { path_len: 0 },
+            "root",
+            &crate::validity::Validity::days(2),
+            &key,
+            None,
+        )
+        .unwrap();
         let b64 = base64::engine::general_purpose::STANDARD;
         for text in [
             cert.pem.clone(),

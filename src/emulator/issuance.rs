@@ -368,14 +368,14 @@ fn load_or_create(dir: &Path, name: &PolicyName, days: Option<u32>) -> Result<Po
             let root = Ca::create(
                 &Profile::RootCa { path_len: 1 },
                 &ca_common_name(name, "root"),
-                CA_DAYS,
+                &crate::validity::Validity::days(CA_DAYS),
                 KeyType::EcP384.generate()?,
                 None,
             )?;
             let issuing = Ca::create(
                 &Profile::IntermediateCa { path_len: 0 },
                 &ca_common_name(name, "issuing CA"),
-                CA_DAYS,
+                &crate::validity::Validity::days(CA_DAYS),
                 KeyType::EcP384.generate()?,
                 Some(&root),
             )?;
@@ -484,7 +484,7 @@ pub fn issue_for(
     let leaf = issue_for_public_key(
         &Profile::Device,
         reg.as_str(),
-        policy.info.validity_days,
+        &crate::validity::Validity::days(policy.info.validity_days),
         &public_key,
         &policy.issuing,
     )

@@ -405,7 +405,7 @@ fn tls_material(
             let ca = Ca::create(
                 &Profile::RootCa { path_len: 0 },
                 "pki emulator TLS CA",
-                TLS_DAYS,
+                &crate::validity::Validity::days(TLS_DAYS),
                 key,
                 None,
             )?;
@@ -428,7 +428,7 @@ fn tls_material(
     let cert = issue(
         &Profile::TlsServer { names: all.clone() },
         "localhost",
-        TLS_DAYS,
+        &crate::validity::Validity::days(TLS_DAYS),
         &key,
         Some(&ca),
     )?;

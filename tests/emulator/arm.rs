@@ -87,7 +87,7 @@ async fn ca_certificate_proof_of_possession() {
     let wrong_cn = pki::issue::issue(
         &pki::profile::Profile::Verification,
         "not-the-code",
-        1,
+        &pki::validity::Validity::days(1),
         &key,
         Some(&chain.root),
     )
@@ -107,7 +107,7 @@ async fn ca_certificate_proof_of_possession() {
     let wrong_key = pki::issue::issue(
         &pki::profile::Profile::Verification,
         &code,
-        1,
+        &pki::validity::Validity::days(1),
         &key,
         Some(&chain.intermediate),
     )
@@ -130,7 +130,7 @@ async fn ca_certificate_proof_of_possession() {
     let proof = pki::issue::issue(
         &pki::profile::Profile::Verification,
         &code,
-        1,
+        &pki::validity::Validity::days(1),
         &key,
         Some(&chain.root),
     )

@@ -58,7 +58,7 @@ async fn x509_group_registration_succeeds_and_fails_precisely() {
     let leaf = pki::issue::issue(
         &pki::profile::Profile::Device,
         "device-02",
-        5,
+        &pki::validity::Validity::days(5),
         &key,
         Some(&chain.intermediate),
     )
@@ -392,7 +392,7 @@ async fn ca_references_and_broken_chains() {
     let leaf = pki::issue::issue(
         &pki::profile::Profile::Device,
         "mixed-device",
-        5,
+        &pki::validity::Validity::days(5),
         &key,
         Some(&chain.intermediate),
     )

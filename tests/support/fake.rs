@@ -99,7 +99,7 @@ impl Fake {
         let ca = Ca::create(
             &Profile::RootCa { path_len: 0 },
             "Fake DPS TLS CA",
-            2,
+            &pki::validity::Validity::days(2),
             KeyType::EcP256.generate().unwrap(),
             None,
         )
@@ -110,7 +110,7 @@ impl Fake {
                 names: vec!["localhost".into(), "127.0.0.1".into()],
             },
             "localhost",
-            2,
+            &pki::validity::Validity::days(2),
             &key,
             Some(&ca),
         )

@@ -391,7 +391,7 @@ impl TestChain {
         let root = Ca::create(
             &Profile::RootCa { path_len: 1 },
             &format!("{name} Root CA"),
-            30,
+            &pki::validity::Validity::days(30),
             rk,
             None,
         )
@@ -401,7 +401,7 @@ impl TestChain {
         let intermediate = Ca::create(
             &Profile::IntermediateCa { path_len: 0 },
             &format!("{name} Intermediate CA"),
-            30,
+            &pki::validity::Validity::days(30),
             ik,
             Some(&root),
         )
@@ -428,8 +428,14 @@ impl TestChain {
         w(INT_KEY, &chain.intermediate_key_pem);
         for id in devices {
             let k = KeyType::EcP256.generate().unwrap();
-            let c: IssuedCert =
-                issue(&Profile::Device, id, 30, &k, Some(&chain.intermediate)).unwrap();
+            let c: IssuedCert = issue(
+                &Profile::Device,
+                id,
+                &pki::validity::Validity::days(30),
+                &k,
+                Some(&chain.intermediate),
+            )
+            .unwrap();
             w(&format!("certs/{id}.cert.pem"), &c.pem);
             w(
                 &format!("certs/{id}-full-chain.cert.pem"),
@@ -466,7 +472,14 @@ impl TestChain {
     /// (key PEM + leaf + intermediate PEM, leaf).
     pub fn device(&self, cn: &str) -> (String, IssuedCert) {
         let key = KeyType::EcP256.generate().unwrap();
-        let leaf = issue(&Profile::Device, cn, 30, &key, Some(&self.intermediate)).unwrap();
+        let leaf = issue(
+            &Profile::Device,
+            cn,
+            &pki::validity::Validity::days(30),
+            &key,
+            Some(&self.intermediate),
+        )
+        .unwrap();
         let identity = format!(
             "{}{}{}",
             private_key_pem(&key, None).unwrap(),
