@@ -70,7 +70,7 @@ mod tests {
         let ca = crate::issue::Ca::create(
             &crate::profile::Profile::RootCa { path_len: 0 },
             "trust store test CA",
-            2,
+            &crate::validity::Validity::days(2),
             key,
             None,
         )
