@@ -117,7 +117,7 @@ fn node_device(env: &[(&str, &str)]) -> Value {
     serde_json::from_str(line).unwrap()
 }
 
-fn x509_group(id: &str, pem: &str, status: &str) -> Value {
+pub(crate) fn x509_group(id: &str, pem: &str, status: &str) -> Value {
     json!({"enrollmentGroupId": id, "provisioningStatus": status,
         "attestation": {"type":"x509","x509":{"signingCertificates":{"primary":{"certificate": pem}}}}})
 }
@@ -333,7 +333,7 @@ async fn python_and_node_mqtt_sdks_register_on_8883_and_over_websockets_on_443()
 // ---------------------------------------------------------------------------
 // A minimal MQTT device (rumqttc's codec on tokio-rustls), for exact checks.
 
-fn client_config(ca_pem: &str, identity_pem: Option<&str>) -> Arc<rustls::ClientConfig> {
+pub(crate) fn client_config(ca_pem: &str, identity_pem: Option<&str>) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for b in pem::parse_many(ca_pem).unwrap() {
         roots.add(CertificateDer::from(b.into_contents())).unwrap();
@@ -366,13 +366,14 @@ fn client_config(ca_pem: &str, identity_pem: Option<&str>) -> Arc<rustls::Client
     })
 }
 
-struct Device {
+/// A raw MQTT device on the rumqttc codec (shared with tests/register_mqtt.rs).
+pub(crate) struct Device {
     tls: TlsStream<TcpStream>,
     buf: BytesMut,
 }
 
 impl Device {
-    async fn open(addr: &str, ca_pem: &str, identity: Option<&str>) -> Device {
+    pub(crate) async fn open(addr: &str, ca_pem: &str, identity: Option<&str>) -> Device {
         let tcp = TcpStream::connect(addr).await.unwrap();
         let tls = tokio_rustls::TlsConnector::from(client_config(ca_pem, identity))
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
@@ -384,19 +385,19 @@ impl Device {
         }
     }
 
-    async fn raw(&mut self, bytes: &[u8]) {
+    pub(crate) async fn raw(&mut self, bytes: &[u8]) {
         let _ = self.tls.write_all(bytes).await;
         let _ = self.tls.flush().await;
     }
 
-    async fn send(&mut self, p: Packet) {
+    pub(crate) async fn send(&mut self, p: Packet) {
         let mut b = BytesMut::new();
         p.write(&mut b, 1 << 20).unwrap();
         self.raw(&b).await;
     }
 
     /// The next packet, or `None` when the emulator closed the connection.
-    async fn next(&mut self) -> Option<Packet> {
+    pub(crate) async fn next(&mut self) -> Option<Packet> {
         loop {
             if let Ok(p) = Packet::read(&mut self.buf, 1 << 20) {
                 return Some(p);
@@ -412,7 +413,7 @@ impl Device {
         }
     }
 
-    async fn connect(
+    pub(crate) async fn connect(
         &mut self,
         client_id: &str,
         username: &str,
@@ -426,7 +427,12 @@ impl Device {
     }
 
     /// PUBLISH to `topic` at QoS 1 and return (status, body) of the reply (after its PUBACK).
-    async fn request(&mut self, topic: &str, body: &[u8], pkid: u16) -> (u16, Value, String) {
+    pub(crate) async fn request(
+        &mut self,
+        topic: &str,
+        body: &[u8],
+        pkid: u16,
+    ) -> (u16, Value, String) {
         let mut p = Publish::new(topic, QoS::AtLeastOnce, body.to_vec());
         p.pkid = pkid;
         self.send(Packet::Publish(p)).await;
@@ -790,7 +796,7 @@ async fn bad_mqtt_input_closes_the_connection_and_the_emulator_keeps_serving() {
 }
 
 /// Runs `pki register`; returns (exit code, stdout, stderr without tracking ids).
-fn pki_register(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn pki_register(args: &[&str]) -> (i32, String, String) {
     let out = Pki::new(["register"]).args(args).run();
     let stderr = out
         .stderr

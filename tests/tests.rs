@@ -32,6 +32,8 @@ mod emulator;
 mod emulator_env;
 // MQTT and MQTT over WebSockets: the Python and Node SDKs, the same refusals as HTTPS.
 mod emulator_mqtt;
+// `pki register` over MQTT: DPS certificate issuance (--csr) and symmetric keys.
+mod register_mqtt;
 // The emulator with the official Node device and service SDKs.
 mod emulator_node;
 // The emulator's status page in headless Chromium (playwright-core).

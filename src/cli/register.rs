@@ -170,43 +170,45 @@ pub fn run(a: RegisterArgs) -> Result<()> {
                 &progress,
             ))??
         }
-        (Transport::Mqtt | Transport::MqttWs, _) if csr_request.is_some() => {
-            return Err(Error::input(
-                "pki register does not yet send --csr over MQTT; use --transport https",
-            ));
-        }
-        (Transport::Mqtt | Transport::MqttWs, Credential::X509 { chain, key_pkcs8 }) => {
+        (Transport::Mqtt | Transport::MqttWs, credential) => {
             let binding = if a.transport == Transport::Mqtt {
                 Binding::Tls
             } else {
                 Binding::WebSocket
             };
-            let der_chain = chain
-                .into_iter()
-                .map(rustls::pki_types::CertificateDer::from)
-                .collect();
-            let der_key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_pkcs8.into());
             let opts = a.net.options();
-            let device = MqttDevice::new(
-                &a.host,
-                binding,
-                opts.ca_file.as_deref(),
-                der_chain,
-                der_key,
-                opts.timeout,
-            )?;
+            let device = match credential {
+                Credential::X509 { chain, key_pkcs8 } => {
+                    let der_chain = chain
+                        .into_iter()
+                        .map(rustls::pki_types::CertificateDer::from)
+                        .collect();
+                    let der_key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_pkcs8.into());
+                    MqttDevice::new(
+                        &a.host,
+                        binding,
+                        opts.ca_file.as_deref(),
+                        der_chain,
+                        der_key,
+                        opts.timeout,
+                    )?
+                }
+                Credential::Symmetric { device_key } => MqttDevice::with_symmetric_key(
+                    &a.host,
+                    binding,
+                    opts.ca_file.as_deref(),
+                    &device_key,
+                    opts.timeout,
+                )?,
+            };
             block_on(device.register(
                 &a.id_scope,
                 reg_id.as_str(),
                 payload.as_ref(),
+                csr_b64.as_deref(),
                 deadline,
                 &progress,
             ))??
-        }
-        (Transport::Mqtt | Transport::MqttWs, Credential::Symmetric { .. }) => {
-            return Err(Error::input(
-                "pki register does not yet send symmetric keys over MQTT; use --transport https (the emulator accepts both)",
-            ));
         }
     };
     report(result, &reg_id, json, csr_request.as_ref())

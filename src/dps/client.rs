@@ -296,7 +296,8 @@ impl std::fmt::Debug for DeviceKey {
     }
 }
 
-fn symmetric_hint(status: StatusCode) -> Option<String> {
+/// The hint after a symmetric-key device's request failed with `status`.
+pub(crate) fn symmetric_hint(status: StatusCode) -> Option<String> {
     match status.as_u16() {
         401 => Some(
             "DPS did not accept the device's SAS token: check the key (for a group device, the key derived from the group's key and this registration ID), the registration ID and --id-scope".into(),
@@ -306,7 +307,8 @@ fn symmetric_hint(status: StatusCode) -> Option<String> {
     }
 }
 
-fn device_hint(status: StatusCode) -> Option<String> {
+/// The hint after an X.509 device's request failed with `status`.
+pub(crate) fn device_hint(status: StatusCode) -> Option<String> {
     match status.as_u16() {
         401 => Some(
             "DPS did not accept the device certificate: check that the chain reaches a verified CA of an enrollment group, that the leaf's CN is the registration ID, and that --key belongs to the leaf".into(),

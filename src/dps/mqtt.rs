@@ -3,8 +3,13 @@
 //!
 //! CONNECT with client id = registration ID and the DPS username, SUBSCRIBE
 //! `$dps/registrations/res/#`, PUBLISH the registration, then poll with
-//! `iotdps-get-operationstatus` until the operation ends. The device
-//! authenticates with its X.509 chain in the TLS handshake. Packets are
+//! `iotdps-get-operationstatus` until the operation ends. An X.509 device
+//! authenticates with its chain in the TLS handshake; a symmetric-key device
+//! with a SAS token as the CONNECT password (`sr={scope}%2Fregistrations%2F{id}`,
+//! `skn=registration`, one hour, signed over the encoded `sr` as the Python
+//! and C SDKs do) and no client certificate. With a `csr` the username's
+//! api-version is [`CSR_API_VERSION`] and the register body carries it
+//! (DPS certificate issuance). Packets are
 //! encoded by `rumqttc::mqttbytes::v4`; WebSockets (`/$iothub/websocket`,
 //! subprotocol `mqtt`) by tokio-tungstenite. Replies and errors come back as
 //! [`Registration`] and the same [`HttpError`] texts as HTTPS, so the
@@ -27,7 +32,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use super::client::Registration;
+use super::client::{CSR_API_VERSION, Registration};
 use super::http::{ErrorDetail, HttpError, USER_AGENT};
 use super::vocab::RegistrationStatus;
 use crate::error::{Error, Result};
@@ -46,13 +51,15 @@ pub enum Binding {
     WebSocket,
 }
 
-/// An X.509 device that registers over MQTT.
+/// A device (X.509 or symmetric key) that registers over MQTT.
 pub struct MqttDevice {
     host: String,
     port: u16,
     binding: Binding,
     config: Arc<rustls::ClientConfig>,
     timeout: Duration,
+    /// The device's symmetric key (base64), for a SAS-token CONNECT password.
+    sas_key: Option<String>,
 }
 
 impl std::fmt::Debug for MqttDevice {
@@ -72,14 +79,47 @@ enum Stream {
 }
 
 impl MqttDevice {
-    /// `host` is `HOST` or `HOST:PORT`; `ca_file` adds trusted roots (the
-    /// emulator's CA) to the system's; `chain` is leaf first.
+    /// An X.509 device. `host` is `HOST` or `HOST:PORT`; `ca_file` adds
+    /// trusted roots (the emulator's CA) to the system's; `chain` is leaf first.
     pub fn new(
         host: &str,
         binding: Binding,
         ca_file: Option<&Path>,
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
+        timeout: Duration,
+    ) -> Result<MqttDevice> {
+        Self::build(host, binding, ca_file, Some((chain, key)), None, timeout)
+    }
+
+    /// A symmetric-key device: no client certificate, and a SAS token made
+    /// with `device_key_b64` as the CONNECT password.
+    pub fn with_symmetric_key(
+        host: &str,
+        binding: Binding,
+        ca_file: Option<&Path>,
+        device_key_b64: &str,
+        timeout: Duration,
+    ) -> Result<MqttDevice> {
+        if super::sas::decode_key(device_key_b64).is_none() {
+            return Err(Error::input("the device key is not valid base64"));
+        }
+        Self::build(
+            host,
+            binding,
+            ca_file,
+            None,
+            Some(device_key_b64.to_owned()),
+            timeout,
+        )
+    }
+
+    fn build(
+        host: &str,
+        binding: Binding,
+        ca_file: Option<&Path>,
+        identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+        sas_key: Option<String>,
         timeout: Duration,
     ) -> Result<MqttDevice> {
         super::http::install_crypto_provider();
@@ -121,21 +161,24 @@ impl MqttDevice {
         let verifier =
             rustls_platform_verifier::Verifier::new_with_extra_roots(roots, provider.clone())
                 .map_err(|e| Error::failed(format!("cannot load the trusted roots: {e}")))?;
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::failed(format!("cannot set TLS versions: {e}")))?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_client_auth_cert(chain, key)
-            .map_err(|_| {
+            .with_custom_certificate_verifier(Arc::new(verifier));
+        let config = match identity {
+            Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(|_| {
                 Error::input("the device certificate chain or key cannot be used for TLS")
-            })?;
+            })?,
+            None => builder.with_no_client_auth(),
+        };
         Ok(MqttDevice {
             host: name,
             port,
             binding,
             config: Arc::new(config),
             timeout,
+            sas_key,
         })
     }
 
@@ -187,31 +230,53 @@ impl MqttDevice {
         }
     }
 
+    /// The CONNECT password: a SAS token for a symmetric-key device, as the
+    /// SDKs sign it (the URL-encoded `sr`), valid one hour; empty for X.509.
+    fn password(&self, id_scope: &str, registration_id: &str) -> String {
+        let Some(key) = &self.sas_key else {
+            return String::new();
+        };
+        let sr = percent_encoding::utf8_percent_encode(
+            &format!("{id_scope}/registrations/{registration_id}"),
+            percent_encoding::NON_ALPHANUMERIC,
+        )
+        .to_string();
+        let expiry = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+            + 3600;
+        super::sas::create_token(&sr, key, Some("registration"), expiry).unwrap_or_default()
+    }
+
     /// Registers and polls until the operation ends or `deadline` passes.
+    /// With `csr` (base64 DER PKCS#10), asks for DPS certificate issuance:
+    /// the result's `registrationState.issuedCertificateChain` holds the chain.
     pub async fn register(
         &self,
         id_scope: &str,
         registration_id: &str,
         payload: Option<&Value>,
+        csr: Option<&str>,
         deadline: Duration,
         progress: &dyn Fn(&str),
     ) -> Result<Registration> {
         let start = Instant::now();
+        let request = Request {
+            id_scope,
+            reg: registration_id,
+            payload,
+            csr,
+            password: self.password(id_scope, registration_id),
+            symmetric: self.sas_key.is_some(),
+        };
         let io = async {
             let mut c = Session {
                 stream: self.open().await?,
                 buf: BytesMut::new(),
                 host: self.addr(),
             };
-            c.run(
-                id_scope,
-                registration_id,
-                payload,
-                start,
-                deadline,
-                progress,
-            )
-            .await
+            c.run(&request, start, deadline, progress).await
         };
         tokio::time::timeout(deadline.max(self.timeout), io)
             .await
@@ -223,6 +288,17 @@ impl MqttDevice {
                 }))
             })
     }
+}
+
+/// What one registration sends.
+struct Request<'a> {
+    id_scope: &'a str,
+    reg: &'a str,
+    payload: Option<&'a Value>,
+    csr: Option<&'a str>,
+    /// The CONNECT password (a SAS token, or empty).
+    password: String,
+    symmetric: bool,
 }
 
 struct Session {
@@ -324,21 +400,25 @@ impl Session {
 
     async fn run(
         &mut self,
-        id_scope: &str,
-        reg: &str,
-        payload: Option<&Value>,
+        r: &Request<'_>,
         start: Instant,
         deadline: Duration,
         progress: &dyn Fn(&str),
     ) -> Result<Registration> {
+        let (id_scope, reg) = (r.id_scope, r.reg);
         let ua: String =
             percent_encoding::utf8_percent_encode(USER_AGENT, percent_encoding::NON_ALPHANUMERIC)
                 .to_string();
+        let api = if r.csr.is_some() {
+            CSR_API_VERSION
+        } else {
+            API_VERSION
+        };
         let mut c = Connect::new(reg);
         c.keep_alive = 60;
         c.set_login(
-            format!("{id_scope}/registrations/{reg}/api-version={API_VERSION}&ClientVersion={ua}"),
-            "",
+            format!("{id_scope}/registrations/{reg}/api-version={api}&ClientVersion={ua}"),
+            r.password.as_str(),
         );
         self.send(Packet::Connect(c)).await?;
         match self.next().await? {
@@ -357,8 +437,11 @@ impl Session {
         )))
         .await?;
         let mut body = serde_json::json!({ "registrationId": reg });
-        if let Some(p) = payload {
+        if let Some(p) = r.payload {
             body["payload"] = p.clone();
+        }
+        if let Some(csr) = r.csr {
+            body["csr"] = Value::String(csr.to_string());
         }
         let mut pkid = 1u16;
         let mut reply = self
@@ -371,12 +454,17 @@ impl Session {
         loop {
             let (status, retry, text) = reply;
             if status >= 300 {
+                let code = reqwest::StatusCode::from_u16(status)
+                    .unwrap_or(reqwest::StatusCode::BAD_GATEWAY);
                 return Err(Error::from(HttpError::Status {
                     service: "DPS",
-                    status: reqwest::StatusCode::from_u16(status)
-                        .unwrap_or(reqwest::StatusCode::BAD_GATEWAY),
+                    status: code,
                     detail: ErrorDetail::parse(&text),
-                    hint: (status == 401).then(|| "DPS did not accept the device certificate: check that the chain reaches a verified CA of an enrollment group, that the leaf's CN is the registration ID, and that --key belongs to the leaf".to_string()),
+                    hint: if r.symmetric {
+                        super::client::symmetric_hint(code)
+                    } else {
+                        super::client::device_hint(code)
+                    },
                     body: text,
                 }));
             }

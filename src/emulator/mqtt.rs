@@ -7,7 +7,9 @@
 //! precedes its reply; registrations and status polls go through the same
 //! [`super::registration`] core as HTTPS, with the CONNECT password as the
 //! SAS token and the TLS chain as the X.509 credential, so refusals read the
-//! same on both transports. Timeouts: CONNECT within [`CONNECT_TIMEOUT`];
+//! same on both transports. A register body's `csr` reaches the core as it
+//! does over HTTPS (DPS certificate issuance: the reply carries
+//! `issuedCertificateChain`); a status poll carrying `csr` is a 400, as on HTTPS. Timeouts: CONNECT within [`CONNECT_TIMEOUT`];
 //! then silence longer than 1.5 × keep-alive (or [`IDLE_TIMEOUT`] when the
 //! client asks for none) closes the connection, and so does a peer that
 //! stops reading for [`WRITE_TIMEOUT`].
@@ -159,9 +161,13 @@ async fn serve(mut t: Transport, peer: PeerChain, state: Arc<State>, mut stop: S
                     let r = register(&state, &id, &peer, &body).await;
                     answer(&state, &session, &rid, "register", &id, r)
                 }
-                Action::Poll { rid, operation_id } => {
+                Action::Poll {
+                    rid,
+                    operation_id,
+                    body,
+                } => {
                     let id = session.identity().cloned().unwrap_or_else(unknown);
-                    let r = poll(&state, &id, &peer, &operation_id);
+                    let r = poll(&state, &id, &peer, &operation_id, &body);
                     answer(&state, &session, &rid, "operation status", &id, r)
                 }
                 Action::Refuse {
@@ -236,8 +242,10 @@ fn poll(
     id: &Identity,
     peer: &PeerChain,
     operation_id: &str,
+    body: &[u8],
 ) -> Result<Reply, DpsError> {
     let reg = parse_registration_id(&id.registration_id)?;
+    registration::refuse_csr_in_status_lookup(body)?;
     let presented = Presented {
         sas: id.sas.as_deref(),
         chain: &peer.0,

@@ -60,8 +60,13 @@ pub enum Action {
     Send(Bytes),
     /// Run a registration; answer with [`Session::reply`].
     Register { rid: String, body: Bytes },
-    /// Run a status poll; answer with [`Session::reply`].
-    Poll { rid: String, operation_id: String },
+    /// Run a status poll; answer with [`Session::reply`]. The body is kept
+    /// so a `csr` in it can be refused, as on HTTPS.
+    Poll {
+        rid: String,
+        operation_id: String,
+        body: Bytes,
+    },
     /// Answer a request the rules refused before it reached the core
     /// (unknown topic): status, DPS code and message.
     Refuse {
@@ -282,6 +287,7 @@ impl Session {
                 Some(op) if !op.is_empty() => out.push(Action::Poll {
                     rid,
                     operation_id: op.to_string(),
+                    body: p.payload,
                 }),
                 _ => out.push(Action::Refuse {
                     rid,
@@ -452,7 +458,7 @@ mod tests {
         );
         let a = s.receive(&encode(&Packet::Publish(p)));
         assert!(
-            matches!(&a[..], [Action::Poll { rid, operation_id }] if rid == "8" && operation_id == "op"),
+            matches!(&a[..], [Action::Poll { rid, operation_id, .. }] if rid == "8" && operation_id == "op"),
             "{a:?}"
         );
         let r = s.reply("8", 200, 1, b"{}".to_vec());
