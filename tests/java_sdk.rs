@@ -1,7 +1,8 @@
 //! The official Azure IoT DPS Java SDKs against `pki emulator`: the DPS
 //! how-to's Java service sample (tests/java, `ServiceEnrollmentGroupSample`)
 //! and an X.509 device registration over HTTPS of a device made by
-//! `pki chain new` (`DeviceX509Registration`), with
+//! `pki chain new` (`DeviceX509Registration`), and, on the fixed ports, over
+//! MQTT (the SDK dials 8883) and MQTT over WebSockets (443, path `/mqtt`), with
 //! provisioning-service-client 2.0.3, provisioning-device-client 2.1.3,
 //! security-provider 2.0.1 and x509-provider 2.0.2 (pinned in
 //! tests/java/pom.xml).
@@ -11,7 +12,9 @@
 //! `HostName` and always dial 443, so:
 //!
 //! - as root (CI), [`java_sdks_against_the_emulator_on_port_443`] runs the
-//!   emulator on 127.0.0.1:443 with the connection string as printed;
+//!   emulator on 127.0.0.1:443 (and MQTT on :8883) with the connection
+//!   string as printed, and registers the device over HTTPS, MQTT and
+//!   MQTT_WS;
 //! - as anyone, [`java_sdks_through_the_jvm_proxy_options`] runs it on a
 //!   free port and points the JVM's standard proxy options
 //!   (`-Dhttps.proxyHost/-Dhttps.proxyPort`, and an empty
@@ -19,6 +22,7 @@
 //!   CONNECT forwarder in this test that connects `localhost:443` to the
 //!   emulator's port. Nothing in the SDK or the JVM is patched: TLS is end
 //!   to end, host name and SNI are `localhost`; the forwarder only moves bytes.
+//!   This one stays HTTPS: the SDK's MQTT client (Paho) ignores those options.
 //!
 //! The Maven build runs offline (`mvn -q -o`) once the dependencies are in
 //! the local repository (.ci/run resolves them); otherwise it resolves them
@@ -247,6 +251,12 @@ fn assert_service_sample(ok: bool, out: &str, id: &str) {
 
 /// Registers `device-0001` of `chain_dir` (made by `pki chain new`) over HTTPS.
 fn register(jvm: &Jvm, emu: &Emulator, chain_dir: &Path) -> Value {
+    register_over(jvm, emu, chain_dir, "HTTPS")
+}
+
+/// Registers `device-0001` of `chain_dir` over `transport`, a
+/// `ProvisioningDeviceClientTransportProtocol` name (HTTPS, MQTT, MQTT_WS).
+fn register_over(jvm: &Jvm, emu: &Emulator, chain_dir: &Path, transport: &str) -> Value {
     let cert = chain_dir.join("certs/device-0001-full-chain.cert.pem");
     let key = chain_dir.join("private/device-0001.key.pem");
     let (ok, out) = jvm.run(
@@ -256,9 +266,10 @@ fn register(jvm: &Jvm, emu: &Emulator, chain_dir: &Path) -> Value {
             ("ID_SCOPE", &emu.id_scope()),
             ("CERT_FILE", cert.to_str().unwrap()),
             ("KEY_FILE", key.to_str().unwrap()),
+            ("TRANSPORT", transport),
         ],
     );
-    assert!(ok, "DeviceX509Registration failed:\n{out}");
+    assert!(ok, "DeviceX509Registration over {transport} failed:\n{out}");
     let line = out
         .lines()
         .rev()
@@ -385,9 +396,43 @@ fn java_sdks_against_the_emulator_on_port_443() {
     let _ = classpath();
     let _port = fixed_ports();
     let dir = tmp();
-    let emu = Emulator::start_on_443(&dir.path().join("data"), &["--in-memory"]);
+    let log = dir.path().join("emulator.log");
+    let emu = Emulator::start_on_443_logging(&dir.path().join("data"), &["--in-memory"], &log);
     assert_eq!(emu.host(), "localhost");
+    assert_eq!(emu.info["mqttListen"], "127.0.0.1:8883", "{}", emu.info);
     let jvm = Jvm::new(&emu, None);
     // The connection string exactly as the emulator printed it.
     sample_then_device(&emu, &jvm, &emu.cs(), dir.path());
+    // The same device over MQTT (the SDK dials 8883) and MQTT over WebSockets (443).
+    for transport in ["MQTT", "MQTT_WS"] {
+        let v = register_over(&jvm, &emu, &dir.path().join("chain"), transport);
+        let ctx = || format!("{transport}: {v}\nemulator log:\n{}", emu.log());
+        assert_eq!(v["ok"], true, "{}", ctx());
+        assert_eq!(
+            v["status"],
+            "PROVISIONING_DEVICE_STATUS_ASSIGNED",
+            "{}",
+            ctx()
+        );
+        assert_eq!(v["deviceId"], "device-0001", "{}", ctx());
+        assert_eq!(
+            v["assignedHub"],
+            "emulated-hub.azure-devices.net",
+            "{}",
+            ctx()
+        );
+    }
+    // HTTPS, MQTT and MQTT over WebSockets (Paho's `/mqtt` path) each assigned the device.
+    let text = emu.log();
+    let assigned = text
+        .lines()
+        .filter(|l| l.contains("registration `device-0001`") && l.contains("assigned to"))
+        .count();
+    assert_eq!(assigned, 3, "{text}");
+    for line in text
+        .lines()
+        .filter(|l| l.contains("MQTT") && l.contains("closed"))
+    {
+        assert!(line.contains("the client disconnected"), "{text}");
+    }
 }

@@ -475,7 +475,7 @@ pub async fn serve(prepared: Prepared) -> Result<()> {
 }
 
 /// Serves HTTP/1.1 on one TLS connection, and MQTT over WebSockets on
-/// [`mqtt::WEBSOCKET_PATH`].
+/// [`mqtt::WEBSOCKET_PATH`] (and Paho's `/mqtt`, see [`mqtt::is_websocket`]).
 async fn serve_https(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     peer: http::PeerChain,
@@ -489,8 +489,12 @@ async fn serve_https(
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let state = state.clone();
         let peer = peer.clone();
-        let ws =
-            (req.uri().path() == mqtt::WEBSOCKET_PATH).then(|| (ws_stop.clone(), done_tx.clone()));
+        let upgrade = req
+            .headers()
+            .get(hyper::header::UPGRADE)
+            .and_then(|v| v.to_str().ok());
+        let ws = mqtt::is_websocket(req.uri().path(), upgrade)
+            .then(|| (ws_stop.clone(), done_tx.clone()));
         async move {
             let resp = match ws {
                 Some((stop, done)) => mqtt::websocket(req, peer, state, stop, done).await,

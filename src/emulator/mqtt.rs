@@ -1,6 +1,7 @@
 //! The MQTT transport of the device API: MQTT 3.1.1 over TLS (port 8883)
 //! and over WebSockets (`/$iothub/websocket` on the HTTPS listener,
-//! subprotocol `mqtt`).
+//! subprotocol `mqtt`; also `/mqtt` with a WebSocket upgrade, Paho's default
+//! path, which the Java device SDK asks for).
 //!
 //! Each connection runs a [`Session`] (the packet rules, no I/O) and carries
 //! out its actions: packets are written as they come, so a PUBACK always
@@ -33,6 +34,17 @@ use super::registration::{self, Presented, RETRY_AFTER, parse_registration_id};
 
 /// The WebSocket path of MQTT over WebSockets (what the SDKs dial on 443).
 pub const WEBSOCKET_PATH: &str = "/$iothub/websocket";
+/// Eclipse Paho's default WebSocket path, taken when the URI names none:
+/// the Java device SDK (2.x) dials `wss://{host}:443` and so asks for `/mqtt`.
+pub const PAHO_WEBSOCKET_PATH: &str = "/mqtt";
+
+/// Whether `path` is MQTT over WebSockets: [`WEBSOCKET_PATH`], or
+/// [`PAHO_WEBSOCKET_PATH`] when the request asks for a WebSocket upgrade.
+pub fn is_websocket(path: &str, upgrade: Option<&str>) -> bool {
+    path == WEBSOCKET_PATH
+        || (path == PAHO_WEBSOCKET_PATH
+            && upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket")))
+}
 /// How long a client may take to send CONNECT after the handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection that asked for no keep-alive may stay silent.
@@ -88,7 +100,7 @@ pub async fn serve_tls(
     serve(Transport::Tls(Box::new(tls)), peer, state, stop).await;
 }
 
-/// Answers a request for [`WEBSOCKET_PATH`]: the WebSocket upgrade
+/// Answers a request for [`WEBSOCKET_PATH`] (or Paho's `/mqtt`): the WebSocket upgrade
 /// (subprotocol `mqtt`), then MQTT on it. `done` is held until the session
 /// ends, so the HTTPS connection's slot stays taken meanwhile.
 pub async fn websocket(
@@ -99,6 +111,7 @@ pub async fn websocket(
     done: tokio::sync::mpsc::Sender<()>,
 ) -> Response<Body> {
     let (mut parts, _) = req.into_parts();
+    let path = parts.uri.path().to_string();
     match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(ws) => ws
             .protocols(["mqtt"])
@@ -109,10 +122,10 @@ pub async fn websocket(
             }),
         Err(rejection) => {
             let e = DpsError::bad_request(format!(
-                "{WEBSOCKET_PATH} is MQTT over WebSockets and needs a WebSocket upgrade (GET, Upgrade: websocket, Sec-WebSocket-Protocol: mqtt): {rejection}"
+                "{path} is MQTT over WebSockets and needs a WebSocket upgrade (GET, Upgrade: websocket, Sec-WebSocket-Protocol: mqtt): {rejection}"
             ));
             if state.log {
-                super::log_line(&format!("GET {WEBSOCKET_PATH} -> {e}"));
+                super::log_line(&format!("GET {path} -> {e}"));
             }
             error_response(&e)
         }
@@ -277,5 +290,22 @@ fn answer(
                 .into_bytes();
             session.reply(rid, e.status, RETRY_AFTER, body)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_paths() {
+        assert!(is_websocket(WEBSOCKET_PATH, None));
+        assert!(is_websocket("/mqtt", Some("WebSocket")));
+        assert!(!is_websocket("/mqtt", None));
+        assert!(!is_websocket("/mqtt/x", Some("websocket")));
+        assert!(!is_websocket(
+            "/0ne00000001/registrations/x/register",
+            Some("websocket")
+        ));
     }
 }

@@ -1,9 +1,11 @@
-// Registers an X.509 device with the official Java device SDK over HTTPS, the
-// way the DPS how-to's Java device sample does: the leaf certificate, its
+// Registers an X.509 device with the official Java device SDK over HTTPS (or
+// MQTT, or MQTT over WebSockets), the way the DPS how-to's Java device sample does: the leaf certificate, its
 // PKCS#8 private key and the signer certificates (intermediate, then root) go
 // into a SecurityProviderX509Cert, and ProvisioningDeviceClient registers.
 // Inputs come from the environment: DPS_HOST (global endpoint), ID_SCOPE,
-// CERT_FILE (the device's full chain, leaf first) and KEY_FILE. Prints one
+// CERT_FILE (the device's full chain, leaf first), KEY_FILE and TRANSPORT
+// (HTTPS, the default, MQTT or MQTT_WS: a ProvisioningDeviceClientTransportProtocol
+// name; the SDK dials 443 for HTTPS and MQTT_WS, 8883 for MQTT). Prints one
 // JSON line: {"ok":true,"status":…,"deviceId":…,"assignedHub":…} or
 // {"ok":false,"error":…}.
 package pki.interop;
@@ -33,7 +35,8 @@ public class DeviceX509Registration
     private static final String GLOBAL_ENDPOINT = System.getenv("DPS_HOST");
     private static final String SCOPE_ID = System.getenv("ID_SCOPE");
     private static final ProvisioningDeviceClientTransportProtocol PROVISIONING_DEVICE_CLIENT_TRANSPORT_PROTOCOL =
-            ProvisioningDeviceClientTransportProtocol.HTTPS;
+            ProvisioningDeviceClientTransportProtocol.valueOf(
+                    System.getenv().getOrDefault("TRANSPORT", "HTTPS"));
     private static final int MAX_TIME_TO_WAIT_FOR_REGISTRATION_SECONDS = 60;
 
     public static void main(String[] args) throws Exception
