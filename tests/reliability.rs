@@ -575,3 +575,45 @@ fn symlinked_private_is_refused_and_existing_dirs_keep_their_mode() {
         & 0o777;
     assert_eq!(mode, 0o750);
 }
+
+// (5) A --name that is a reserved word of the target language: the literal
+// would not compile, so it is refused naming the word and the language.
+#[test]
+fn reserved_words_are_refused_as_names() {
+    let c = chain();
+    let cert = c.path().join("certs/azure-iot-test-only.root.ca.cert.pem");
+    let cert = path_str(&cert);
+    for (lang, word) in [
+        ("java", "class"),
+        ("c", "int"),
+        ("csharp", "string"),
+        ("python", "None"),
+        ("javascript", "function"),
+        ("go", "func"),
+        ("rust", "fn"),
+    ] {
+        let line = bad_input(&pki_in(
+            c.path(),
+            &["to-string", "--lang", lang, "--name", word, cert],
+            &[],
+        ));
+        assert!(line.contains(&format!("'{word}'")), "{line}");
+        assert!(line.contains(lang), "{line}");
+        assert!(line.contains("reserved"), "{line}");
+    }
+    let line = bad_input(&pki_in(
+        c.path(),
+        &["to-java-string", "--name", "public", cert],
+        &[],
+    ));
+    assert!(line.contains("'public'") && line.contains("java"), "{line}");
+    // Not reserved in that language: still fine.
+    for (lang, word) in [("python", "string"), ("java", "var"), ("go", "string")] {
+        let o = pki_in(
+            c.path(),
+            &["to-string", "--lang", lang, "--name", word, cert],
+            &[],
+        );
+        assert!(o.status.success(), "{lang} {word}: {}", stderr(&o));
+    }
+}
