@@ -16,8 +16,11 @@ use crate::inspect::CertDetails;
 use crate::keys::load_private_key;
 use crate::regid::{self, RegistrationId};
 
+/// A fuzz entry point: arbitrary bytes in, never a panic out.
+pub type Target = fn(&[u8]);
+
 /// The targets, as named in `fuzz/Cargo.toml` and `fuzz/corpus/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("cert_read", cert_read),
     ("key_read", key_read),
     ("connection_string", connection_string),
