@@ -772,3 +772,17 @@ fn in_memory_emulator_is_throwaway() {
     assert!(!ca_a.parent().unwrap().exists(), "{} kept", ca_a.display());
     assert!(!ca_b.parent().unwrap().exists(), "{} kept", ca_b.display());
 }
+
+// (6) A negative number is named as one, with its option, not as an
+// "unexpected argument".
+#[test]
+fn negative_numbers_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    let line = bad_input(&pki_in(d.path(), &["chain", "new", "--days", "-1"], &[]));
+    assert!(
+        line.contains("--days -1") && line.contains("negative"),
+        "{line}"
+    );
+    assert!(!line.contains("unexpected argument"), "{line}");
+    assert!(!d.path().join("certs").exists());
+}
