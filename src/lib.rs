@@ -32,6 +32,8 @@ pub mod envblock;
 pub mod error;
 pub mod expiry;
 pub mod fsio;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod inspect;
 pub mod issue;
 pub mod keys;

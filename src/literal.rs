@@ -51,7 +51,9 @@ pub fn builtin(lang: &str) -> Result<Template> {
     };
     // The embedded templates are checked by unit tests, so a parse error
     // here is a build defect; still report it rather than panic.
-    Template::parse(text, &format!("built-in template '{name}'"))
+    let mut t = Template::parse(text, &format!("built-in template '{name}'"))?;
+    t.language = (*name).to_owned();
+    Ok(t)
 }
 
 /// A normalised PEM input: its lines (without line endings) and what it holds.
@@ -284,6 +286,10 @@ impl Sections {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     origin: String,
+    /// The target language, for messages: the built-in's name, else `origin`.
+    language: String,
+    /// `reserved = ...` words: a `--name` equal to one would not compile.
+    reserved: Vec<String>,
     escape: Escape,
     plain: Sections,
     named: Sections,
@@ -298,6 +304,7 @@ impl Template {
             ))
         };
         let mut escape = None;
+        let mut reserved = Vec::new();
         let mut plain = Sections::default();
         let mut named = Sections::default();
         for (i, raw) in text.lines().enumerate() {
@@ -327,6 +334,11 @@ impl Template {
                 escape = Some(style);
                 continue;
             }
+            if key == "reserved" {
+                // May repeat: the words of every `reserved` line add up.
+                reserved.extend(value.split_whitespace().map(str::to_owned));
+                continue;
+            }
             let (set, part) = match key.strip_prefix("named.") {
                 Some(part) => (&mut named, part),
                 None => (&mut plain, key),
@@ -335,7 +347,7 @@ impl Template {
                 return Err(bad(
                     n,
                     format!(
-                        "unknown key '{key}' (known: escape, header, line, last, footer, \
+                        "unknown key '{key}' (known: escape, reserved, header, line, last, footer, \
                          and named.header, named.line, named.last, named.footer)"
                     ),
                 ));
@@ -365,6 +377,8 @@ impl Template {
         }
         Ok(Template {
             origin: origin.to_owned(),
+            language: origin.to_owned(),
+            reserved,
             escape,
             plain,
             named,
@@ -439,6 +453,14 @@ pub fn render(template: &Template, input: &Input, name: Option<&str>) -> Result<
             return Err(Error::input(format!(
                 "--name '{name}' is not an identifier; use letters, digits and _, \
                  not starting with a digit (e.g. --name DEVICE_CERT)"
+            )));
+        }
+        if template.reserved.iter().any(|w| w == name) {
+            return Err(Error::input(format!(
+                "--name '{name}' is a reserved word in {}, so the literal would not compile; \
+                 choose another name (e.g. --name {}_PEM)",
+                template.language,
+                name.to_ascii_uppercase()
             )));
         }
     }

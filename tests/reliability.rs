@@ -575,3 +575,214 @@ fn symlinked_private_is_refused_and_existing_dirs_keep_their_mode() {
         & 0o777;
     assert_eq!(mode, 0o750);
 }
+
+// (5) A --name that is a reserved word of the target language: the literal
+// would not compile, so it is refused naming the word and the language.
+#[test]
+fn reserved_words_are_refused_as_names() {
+    let c = chain();
+    let cert = c.path().join("certs/azure-iot-test-only.root.ca.cert.pem");
+    let cert = path_str(&cert);
+    for (lang, word) in [
+        ("java", "class"),
+        ("c", "int"),
+        ("csharp", "string"),
+        ("python", "None"),
+        ("javascript", "function"),
+        ("go", "func"),
+        ("rust", "fn"),
+    ] {
+        let line = bad_input(&pki_in(
+            c.path(),
+            &["to-string", "--lang", lang, "--name", word, cert],
+            &[],
+        ));
+        assert!(line.contains(&format!("'{word}'")), "{line}");
+        assert!(line.contains(lang), "{line}");
+        assert!(line.contains("reserved"), "{line}");
+    }
+    let line = bad_input(&pki_in(
+        c.path(),
+        &["to-java-string", "--name", "public", cert],
+        &[],
+    ));
+    assert!(line.contains("'public'") && line.contains("java"), "{line}");
+    // Not reserved in that language: still fine.
+    for (lang, word) in [("python", "string"), ("java", "var"), ("go", "string")] {
+        let o = pki_in(
+            c.path(),
+            &["to-string", "--lang", lang, "--name", word, cert],
+            &[],
+        );
+        assert!(o.status.success(), "{lang} {word}: {}", stderr(&o));
+    }
+}
+
+// (7) The emulator: a PEM bundle as a signing or ARM certificate is refused
+// naming the field; a service SAS token without skn is refused (real DPS
+// requires it).
+#[tokio::test]
+async fn emulator_refuses_bundles_and_service_tokens_without_skn() {
+    use crate::support::{Emulator, SERVICE_API, TestChain};
+    let emu = Emulator::start_in_temp(&[]);
+    let c = emu.client(None);
+    let chain = TestChain::new("Bundle");
+    let bundle = format!("{}{}", chain.intermediate.cert.pem, chain.root.cert.pem);
+    let group = serde_json::json!({
+        "enrollmentGroupId": "g",
+        "attestation": {"type": "x509", "x509": {"signingCertificates": {"primary": {"certificate": bundle}}}},
+        "provisioningStatus": "enabled"
+    });
+    let r = c
+        .put(emu.url(&format!("/enrollmentGroups/g?{SERVICE_API}")))
+        .header("authorization", emu.sas())
+        .header("content-type", "application/json")
+        .body(group.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("signingCertificates.primary"), "{text}");
+    assert!(text.contains("2 certificates"), "{text}");
+    let arm = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Devices/provisioningServices/dps/certificates/root?api-version=2022-02-05";
+    let r = c
+        .put(emu.url(arm))
+        .header("authorization", "Bearer test-token")
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"properties": {"certificate": bundle}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("2 certificates"), "{text}");
+    // A correctly signed service token, but without skn.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let no_skn = pki::dps::sas::create_token(&emu.host(), &emu.key, None, now + 600).unwrap();
+    assert!(!no_skn.contains("skn="), "{no_skn}");
+    let r = c
+        .get(emu.url(&format!("/enrollmentGroups/g?{SERVICE_API}")))
+        .header("authorization", &no_skn)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("skn"), "{text}");
+}
+
+/// `pki emulator … --json` in `cwd`: the child and its start-up JSON.
+fn start_emulator(cwd: &Path, args: &[&str]) -> (std::process::Child, serde_json::Value) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(crate::support::pki_bin())
+        .current_dir(cwd)
+        .args([
+            "emulator",
+            "--json",
+            "--quiet",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-mqtt",
+        ])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    std::thread::spawn(move || for _ in out.lines() {});
+    let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    (child, v)
+}
+
+fn sigterm(child: &mut std::process::Child) {
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    child.wait().unwrap();
+}
+
+// (7) Two emulators on one --data: the second says another holds it and how to fix.
+#[test]
+fn second_emulator_on_the_same_data_names_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("emu");
+    let (mut first, _) = start_emulator(dir.path(), &["--data", path_str(&data)]);
+    let o = pki_in(
+        dir.path(),
+        &[
+            "emulator",
+            "--quiet",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-mqtt",
+            "--data",
+            path_str(&data),
+        ],
+        &[],
+    );
+    sigterm(&mut first);
+    let err = stderr(&o);
+    assert_ne!(o.code, Some(0), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("another pki emulator"), "{err}");
+    assert!(
+        err.contains("--data") && err.contains("--in-memory"),
+        "{err}"
+    );
+}
+
+// (7) --in-memory without --data is throwaway: nothing in ./dps-emulator,
+// a fresh CA per run, the temporary directory removed on exit.
+#[test]
+fn in_memory_emulator_is_throwaway() {
+    let cwd = tempfile::tempdir().unwrap();
+    let (mut a, va) = start_emulator(cwd.path(), &["--in-memory"]);
+    let (mut b, vb) = start_emulator(cwd.path(), &["--in-memory"]);
+    assert!(
+        !cwd.path().join("dps-emulator").exists(),
+        "wrote ./dps-emulator"
+    );
+    let ca_a = std::path::PathBuf::from(va["caFile"].as_str().unwrap());
+    let ca_b = std::path::PathBuf::from(vb["caFile"].as_str().unwrap());
+    assert!(!ca_a.starts_with(cwd.path()), "{}", ca_a.display());
+    assert_ne!(
+        std::fs::read(&ca_a).unwrap(),
+        std::fs::read(&ca_b).unwrap(),
+        "the TLS CA is reused"
+    );
+    assert_ne!(
+        va["connectionString"], vb["connectionString"],
+        "SAS key reused"
+    );
+    sigterm(&mut a);
+    sigterm(&mut b);
+    assert!(!ca_a.parent().unwrap().exists(), "{} kept", ca_a.display());
+    assert!(!ca_b.parent().unwrap().exists(), "{} kept", ca_b.display());
+}
+
+// (6) A negative number is named as one, with its option, not as an
+// "unexpected argument".
+#[test]
+fn negative_numbers_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    let line = bad_input(&pki_in(d.path(), &["chain", "new", "--days", "-1"], &[]));
+    assert!(
+        line.contains("--days -1") && line.contains("negative"),
+        "{line}"
+    );
+    assert!(!line.contains("unexpected argument"), "{line}");
+    assert!(!d.path().join("certs").exists());
+}

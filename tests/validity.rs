@@ -249,7 +249,7 @@ fn chain_new_verify_code_and_csr_signing_take_the_same_flags() {
 
     pki(&[
         "verify-code",
-        "ABCDEF0123",
+        "ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789",
         "--ca-dir",
         s(dir.path()),
         "--not-yet-valid",

@@ -8,6 +8,10 @@ use std::path::Path;
 use crate::support::*;
 
 const CODE: &str = "3A1B2C3D4E5F60718293A4B5C6D7E8F9A0B1C2D3E4F5A6B7";
+/// More realistic codes (DPS shows 48 upper-case hex digits).
+const CODE_1: &str = "C0DE0001A1B2C3D4E5F60718293A4B5C6D7E8F9A0B1C2D3E";
+const CODE_2: &str = "C0DE0002A1B2C3D4E5F60718293A4B5C6D7E8F9A0B1C2D3E";
+const CODE_3: &str = "C0DE0003A1B2C3D4E5F60718293A4B5C6D7E8F9A0B1C2D3E";
 
 fn new_chain(dir: &Path, extra: &[&str]) {
     let mut args = vec!["chain", "new", "--out", s(dir), "-q", "--no-pfx"];
@@ -77,7 +81,11 @@ fn root_and_intermediate(key: &str) {
     check_verification(dir.path(), CODE, &p(dir.path(), ROOT_CERT));
     // The intermediate; the code is trimmed.
     let padded = format!("  {CODE}\n");
-    verify_code(dir.path(), &["--issuer", "intermediate", &padded]).ok();
+    verify_code(
+        dir.path(),
+        &["--issuer", "intermediate", "--force", &padded],
+    )
+    .ok();
     check_verification(dir.path(), CODE, &p(dir.path(), INT_CERT));
     // A root-signed verification certificate does not pass for the intermediate.
     let cert = p(dir.path(), "certs/verification-code.cert.pem");
@@ -113,7 +121,14 @@ fn openssl_certgen_style_ca_with_password() {
     for issuer in ["root", "intermediate"] {
         verify_code(
             dir.path(),
-            &["--issuer", issuer, "--ca-key-password", "1234", "ABC123"],
+            &[
+                "--issuer",
+                issuer,
+                "--ca-key-password",
+                "1234",
+                "--force",
+                CODE_1,
+            ],
         )
         .ok();
         let ca = if issuer == "root" {
@@ -121,16 +136,16 @@ fn openssl_certgen_style_ca_with_password() {
         } else {
             INT_CERT
         };
-        check_verification(dir.path(), "ABC123", &p(dir.path(), ca));
+        check_verification(dir.path(), CODE_1, &p(dir.path(), ca));
     }
     // Wrong or missing password: exit 2, one line naming the option, nothing written.
     fs::remove_file(dir.path().join("certs/verification-code.cert.pem")).unwrap();
     fs::remove_file(dir.path().join("certs/verification-code.cer")).unwrap();
     fs::remove_file(dir.path().join("private/verification-code.key.pem")).unwrap();
     let before = snapshot(dir.path());
-    let line = verify_code(dir.path(), &["--ca-key-password", "0000", "ABC123"]).bad_input();
+    let line = verify_code(dir.path(), &["--ca-key-password", "0000", CODE_1]).bad_input();
     assert!(line.contains("--ca-key-password"), "{line}");
-    let line = verify_code(dir.path(), &["ABC123"]).bad_input();
+    let line = verify_code(dir.path(), &[CODE_1]).bad_input();
     assert!(line.contains("--ca-key-password"), "{line}");
     assert_eq!(snapshot(dir.path()), before);
 }
@@ -140,12 +155,12 @@ fn openssl_pkcs8_encrypted_and_sec1_cas() {
     for kind in [OsslKey::RsaPkcs8Encrypted, OsslKey::EcSec1Plain] {
         let dir = tmp();
         make_openssl_ca(dir.path(), kind, 2048);
-        let mut args = vec!["--issuer", "intermediate", "CODE-1"];
+        let mut args = vec!["--issuer", "intermediate", CODE_1];
         if kind.encrypted() {
             args.extend(["--ca-key-password", "1234"]);
         }
         verify_code(dir.path(), &args).ok();
-        check_verification(dir.path(), "CODE-1", &p(dir.path(), INT_CERT));
+        check_verification(dir.path(), CODE_1, &p(dir.path(), INT_CERT));
     }
 }
 
@@ -165,10 +180,10 @@ fn ca_cert_and_ca_key_files_with_out_dir_and_json() {
         "--out",
         s(out.path()),
         "--json",
-        "FILES-CODE",
+        CODE_2,
     ])
     .ok();
-    check_verification(out.path(), "FILES-CODE", &p(ca.path(), INT_CERT));
+    check_verification(out.path(), CODE_2, &p(ca.path(), INT_CERT));
     // Nothing was written into the CA directory.
     assert!(!ca.path().join("certs/verification-code.cert.pem").exists());
     let v = json(&run);
@@ -176,7 +191,7 @@ fn ca_cert_and_ca_key_files_with_out_dir_and_json() {
     assert_eq!(v["certificate"], cert);
     assert_eq!(v["der"], p(out.path(), "certs/verification-code.cer"));
     assert_eq!(v["key"], p(out.path(), "private/verification-code.key.pem"));
-    assert_eq!(v["subject"], "CN=FILES-CODE");
+    assert_eq!(v["subject"], format!("CN={CODE_2}"));
     assert_eq!(v["issuer"], "CN=Azure IoT Hub Intermediate Cert Test Only");
     assert_eq!(v["issuerFile"], p(ca.path(), INT_CERT));
     assert_eq!(v["sha1Thumbprint"], fingerprint(&cert, "sha1"));
@@ -194,11 +209,11 @@ fn ca_cert_and_ca_key_files_with_out_dir_and_json() {
             ROOT_CERT,
             "--ca-key",
             ROOT_KEY,
-            "PKI-FILES",
+            CODE_3,
         ],
     )
     .ok();
-    check_verification(pki_ca.path(), "PKI-FILES", &p(pki_ca.path(), ROOT_CERT));
+    check_verification(pki_ca.path(), CODE_3, &p(pki_ca.path(), ROOT_CERT));
 }
 
 #[test]
@@ -233,14 +248,14 @@ fn mismatched_ca_cert_and_key_are_refused() {
         &p(b.path(), ROOT_KEY),
         "--out",
         s(out.path()),
-        "CODE",
+        CODE,
     ])
     .bad_input();
     assert!(line.contains("does not belong"), "{line}");
     assert!(snapshot(out.path()).is_empty());
     // The intermediate's key with the root certificate, in one directory.
     let before = snapshot(a.path());
-    verify_code(a.path(), &["--ca-key", &p(a.path(), INT_KEY), "CODE"]).bad_input();
+    verify_code(a.path(), &["--ca-key", &p(a.path(), INT_KEY), CODE]).bad_input();
     // A device certificate is not a CA.
     verify_code(
         a.path(),
@@ -249,12 +264,12 @@ fn mismatched_ca_cert_and_key_are_refused() {
             &p(a.path(), "certs/device-0001.cert.pem"),
             "--ca-key",
             &p(a.path(), "private/device-0001.key.pem"),
-            "CODE",
+            CODE,
         ],
     )
     .bad_input();
     // --ca-cert without --ca-key is a usage error.
-    pki(&["verify-code", "--ca-cert", &p(a.path(), ROOT_CERT), "CODE"]).code(2);
+    pki(&["verify-code", "--ca-cert", &p(a.path(), ROOT_CERT), CODE]).code(2);
     assert_eq!(snapshot(a.path()), before);
 }
 
@@ -263,10 +278,47 @@ fn missing_ca_directory_is_refused() {
     let dir = tmp();
     let missing = dir.path().join("nope");
     for issuer in ["root", "intermediate"] {
-        let line = verify_code(&missing, &["--issuer", issuer, "CODE"]).bad_input();
+        let line = verify_code(&missing, &["--issuer", issuer, CODE]).bad_input();
         assert!(line.contains("pki chain new"), "{line}");
     }
     assert!(!missing.exists());
-    verify_code(dir.path(), &["CODE"]).bad_input();
+    verify_code(dir.path(), &[CODE]).bad_input();
     assert!(snapshot(dir.path()).is_empty());
+}
+
+// Issue 13 (8): DPS codes are hex; the README's old placeholder, words and
+// short codes are refused; lower case is accepted (shown upper case); an
+// earlier verification certificate is only replaced with --force.
+#[test]
+fn codes_must_be_hex_and_earlier_certificates_are_kept() {
+    let dir = tmp();
+    new_chain(dir.path(), &[]);
+    let before = snapshot(dir.path());
+    for code in [
+        "3A1B2C…",
+        "ABC123",
+        "CODE-1",
+        "not-a-code",
+        "3A1B2C3D4E5F6071829G",
+    ] {
+        let line = verify_code(dir.path(), &[code]).bad_input();
+        assert!(line.contains("verification code"), "{code:?}: {line}");
+        assert!(line.contains("hex"), "{code:?}: {line}");
+        assert_eq!(snapshot(dir.path()), before, "{code:?} wrote files");
+    }
+    let lower = CODE.to_ascii_lowercase();
+    verify_code(dir.path(), &[&format!(" {lower} ")]).ok();
+    check_verification(dir.path(), CODE, &p(dir.path(), ROOT_CERT));
+    let first = snapshot(dir.path());
+    let line = verify_code(dir.path(), &[CODE_1]).bad_input();
+    assert!(line.contains("--force"), "{line}");
+    assert!(line.contains("verification-code"), "{line}");
+    assert_eq!(snapshot(dir.path()), first, "replaced without --force");
+    verify_code(dir.path(), &["--force", CODE_1]).ok();
+    check_verification(dir.path(), CODE_1, &p(dir.path(), ROOT_CERT));
+    // The README's verify-code commands work when pasted (no placeholder code).
+    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for line in readme.lines().filter(|l| l.contains("pki verify-code ")) {
+        assert!(!line.contains('…'), "README placeholder: {line}");
+    }
 }

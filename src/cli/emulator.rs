@@ -43,10 +43,12 @@ pub struct EmulatorArgs {
     /// localhost, 127.0.0.1 and ::1 are always included.
     #[arg(long = "hostname", value_name = "NAME")]
     pub hostnames: Vec<String>,
-    /// Directory for the TLS CA, server certificate, SAS key, ID scope and database.
-    #[arg(long, default_value = "./dps-emulator", value_name = "DIR")]
-    pub data: PathBuf,
-    /// Keep enrollments and registrations in memory only (TLS files still go to --data).
+    /// Directory for the TLS CA, server certificate, SAS key, ID scope and database
+    /// [default: ./dps-emulator; with --in-memory, a fresh temporary directory removed on exit].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Keep everything throwaway: enrollments and registrations in memory, and
+    /// (unless --data is given) a fresh TLS CA, SAS key and ID scope in a temporary directory.
     #[arg(long)]
     pub in_memory: bool,
     /// SAS key (base64) of policy provisioningserviceowner, instead of the stored random one.
@@ -99,8 +101,41 @@ pub struct EmulatorArgs {
     pub short_certificate_validity: bool,
 }
 
+/// The default `--data`.
+const DEFAULT_DATA: &str = "./dps-emulator";
+
+/// A temporary `--data` for `--in-memory`, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Scratch> {
+        let rand = crate::emulator::model::hex_lower(&crate::emulator::model::random_bytes::<8>());
+        let dir = std::env::temp_dir().join(format!("pki-emulator-{}-{rand}", std::process::id()));
+        crate::fsio::ensure_dir(&dir, crate::fsio::Mode::Secret)?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Runs the emulator until Ctrl-C or SIGTERM.
-pub fn run(args: EmulatorArgs) -> Result<()> {
+pub fn run(mut args: EmulatorArgs) -> Result<()> {
+    // --in-memory without --data: nothing of this run outlives it.
+    let scratch = match (&args.data, args.in_memory && args.print_env.is_none()) {
+        (None, true) => Some(Scratch::new()?),
+        _ => None,
+    };
+    let data = match (&args.data, &scratch) {
+        (Some(d), _) => d.clone(),
+        (None, Some(s)) => s.0.clone(),
+        (None, None) => PathBuf::from(DEFAULT_DATA),
+    };
+    args.data = Some(data.clone());
+    let args = args;
     let device = args
         .device
         .as_deref()
@@ -108,12 +143,12 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
         .transpose()?;
     if let Some(format) = args.print_env {
         let ep = Endpoint::from_data_dir(
-            &args.data,
+            &data,
             &args.listen,
             args.sas_key.as_deref(),
             args.id_scope.as_deref(),
         )?;
-        crate::emulator::truststore::write(&args.data)?;
+        crate::emulator::truststore::write(&data)?;
         let vars = envblock::vars(&ep, device.as_ref());
         return super::output::write_stdout(envblock::render(format, &ep, &vars).as_bytes());
     }
@@ -131,7 +166,7 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
         mqtt_listen,
         listen: args.listen,
         hostnames: args.hostnames,
-        data: args.data,
+        data,
         in_memory: args.in_memory,
         sas_key: args.sas_key,
         id_scope: args.id_scope,
@@ -218,5 +253,7 @@ pub fn run(args: EmulatorArgs) -> Result<()> {
         use std::io::Write;
         let _ = std::io::stdout().flush();
         serve(prepared).await
-    })
+    })?;
+    drop(scratch);
+    Ok(())
 }

@@ -194,6 +194,30 @@ fn usage_error(e: clap::Error) -> ExitCode {
         let _ = e.print();
         return ExitCode::from(2);
     }
+    if e.kind() == ErrorKind::UnknownArgument
+        && let Some(clap::error::ContextValue::String(arg)) =
+            e.get(clap::error::ContextKind::InvalidArg)
+        && arg.len() > 1
+        && arg[1..].chars().all(|c| c.is_ascii_digit() || c == '.')
+    {
+        // clap reads `-1` as an unknown flag: say what it is.
+        let args: Vec<String> = std::env::args().collect();
+        let option = args
+            .iter()
+            .position(|a| a == arg)
+            .and_then(|i| i.checked_sub(1))
+            .map(|i| args[i].as_str())
+            .filter(|o| o.starts_with("--"));
+        match option {
+            Some(o) => eprintln!(
+                "pki: error: {o} {arg}: negative numbers are not allowed; give a positive number"
+            ),
+            None => eprintln!(
+                "pki: error: {arg} is a negative number, which no option or argument here takes; give a positive number"
+            ),
+        }
+        return ExitCode::from(2);
+    }
     let text = e.render().to_string();
     let mut parts: Vec<&str> = Vec::new();
     for line in text.lines().map(str::trim) {

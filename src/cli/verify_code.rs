@@ -17,11 +17,13 @@ use crate::verify_code;
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   Prove possession of the root CA of ./certs (the code comes from the portal or `pki ca`):
-    pki verify-code 3A1B2C3D4E5F60718293A4B5C6D7E8F9
+    pki verify-code 3A1B2C3D4E5F60718293A4B5C6D7E8F9A0B1C2D3E4F5A6B7
   Prove possession of the intermediate (for an enrollment group that uses it):
-    pki verify-code --issuer intermediate 3A1B2C3D4E5F60718293A4B5C6D7E8F9
+    pki verify-code --issuer intermediate 3A1B2C3D4E5F60718293A4B5C6D7E8F9A0B1C2D3E4F5A6B7
   Any CA given as files, with an encrypted key:
-    pki verify-code --ca-cert ca.pem --ca-key ca.key.pem --ca-key-password 1234 CODE
+    pki verify-code --ca-cert ca.pem --ca-key ca.key.pem --ca-key-password 1234 \"$CODE\"
+  Replace the verification certificate of an earlier run:
+    pki verify-code --force 3A1B2C3D4E5F60718293A4B5C6D7E8F9A0B1C2D3E4F5A6B7
 
 Then upload certs/verification-code.cert.pem (or the DER copy, certs/verification-code.cer).")]
 pub struct VerifyCodeArgs {
@@ -57,6 +59,10 @@ pub struct VerifyCodeArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
+    /// Replace an existing verification certificate (certs/verification-code.*).
+    #[arg(long)]
+    pub force: bool,
+
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -64,6 +70,8 @@ pub struct VerifyCodeArgs {
 
 pub fn run(args: VerifyCodeArgs) -> Result<()> {
     let code = verify_code::check_code(&args.code)?;
+    let out = Layout::new(args.out.clone().unwrap_or_else(|| args.ca.ca_dir.clone()));
+    verify_code::check_replace(&out, args.force)?;
     let layout = Layout::new(&args.ca.ca_dir);
     let password = args.ca.ca_key_password.as_deref();
     let issuer = args.ca.issuer.clone().unwrap_or(IssuerChoice::Root);
@@ -87,7 +95,6 @@ pub fn run(args: VerifyCodeArgs) -> Result<()> {
     for w in &v.cert.warnings {
         super::args::warn(w);
     }
-    let out = Layout::new(args.out.clone().unwrap_or_else(|| args.ca.ca_dir.clone()));
     let written = verify_code::write(&out, &v)?;
     let info = CertDetails::from_der(&v.cert.der, "the verification certificate")?;
     if args.json {

@@ -173,9 +173,12 @@ pub fn verify_service(
     now_unix: u64,
 ) -> Result<Token, SasError> {
     let token = Token::parse(header.ok_or(SasError::Missing)?)?;
-    if let Some(skn) = &token.skn
-        && !skn.eq_ignore_ascii_case(policy)
-    {
+    // Real DPS refuses a service token without `skn` (the policy name): it
+    // picks the key by it. (Device tokens may omit it, as the SDKs send them.)
+    let Some(skn) = &token.skn else {
+        return Err(SasError::MissingField("skn"));
+    };
+    if !skn.eq_ignore_ascii_case(policy) {
         return Err(SasError::WrongPolicy {
             found: skn.clone(),
             expected: policy.to_string(),

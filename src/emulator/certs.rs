@@ -52,6 +52,12 @@ fn from_pem(data: &[u8], what: &str) -> Result<Vec<u8>, CertError> {
     if blocks.iter().any(|b| b.tag().contains("PRIVATE KEY")) {
         return Err(CertError(format!("{what}.certificate {NO_KEYS}")));
     }
+    let count = blocks.iter().filter(|b| b.tag() == "CERTIFICATE").count();
+    if count > 1 {
+        return Err(CertError(format!(
+            "{what}.certificate holds {count} certificates (a PEM bundle or chain); send exactly one: the CA certificate itself"
+        )));
+    }
     let block = blocks
         .into_iter()
         .find(|b| b.tag() == "CERTIFICATE")

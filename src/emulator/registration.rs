@@ -104,7 +104,10 @@ fn authenticate(state: &State, reg: &RegistrationId, p: &Presented<'_>) -> DpsRe
 
 /// The device's `payload` and `csr`, from a `DeviceRegistration` body
 /// (empty, `" "`, `{"registrationId": …}`, `{"payload": null}`, …).
-fn parse_body(reg: &RegistrationId, body: &[u8]) -> DpsResult<(Option<Value>, Option<String>)> {
+pub(crate) fn parse_body(
+    reg: &RegistrationId,
+    body: &[u8],
+) -> DpsResult<(Option<Value>, Option<String>)> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok((None, None));
     }

@@ -102,7 +102,7 @@ pub fn authorize_service(state: &State, req: &Req) -> DpsResult<()> {
         return Ok(());
     }
     let hint = match e {
-        SasError::Missing | SasError::NotSas => {
+        SasError::Missing | SasError::NotSas | SasError::MissingField("skn") => {
             "; send `Authorization: SharedAccessSignature sr=…&sig=…&se=…&skn=provisioningserviceowner` made from the emulator's connection string"
         }
         SasError::BadSignature => {

@@ -83,11 +83,15 @@ impl Store {
                 .mode(0o600)
                 .open(path);
         }
-        let db = Database::create(path).map_err(|e| {
-            crate::Error::failed(format!(
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => crate::Error::failed(format!(
+                "another pki emulator is using {} (its database is locked); stop it, or give this one its own --data DIR, or use --in-memory",
+                path.parent().unwrap_or(path).display()
+            )),
+            e => crate::Error::failed(format!(
                 "cannot open the emulator database {}: {e}",
                 path.display()
-            ))
+            )),
         })?;
         Self::start(db)
     }
