@@ -56,6 +56,8 @@ mod expiry;
 mod rotation;
 // The emulator clock: --clock, PUT /emulator/clock, refusals naming the instant.
 mod emulator_clock;
+// Reproducible fixtures: --seed with --epoch, byte for byte.
+mod seed;
 // The command line itself: help, bare group commands, broken pipes.
 mod cli;
 // Reliability: no credentials over plain HTTP, key formats, checks before
