@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub use crate::ca_dir::{IssuerChoice, LoadedCa, load_issuer};
 use crate::error::{Error, Result};
 use crate::fsio::{Mode, Staging, ensure_own_dir, recover};
-use crate::issue::{Ca, check_validity, issue};
+use crate::issue::{Ca, CaKey, check_validity, issue};
 use crate::keys::{KeyType, pkcs8_pem, private_key_pem};
 use crate::layout::{FileKind, Layout};
 use crate::manifest::{Entry, Manifest, ManifestWriter};
@@ -180,7 +180,7 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
         },
         &plan.root_cn,
         &ca_validity,
-        plan.ca_key.generate()?,
+        CaKey::generate(plan.ca_key, "root-ca", &plan.root_cn)?,
         None,
     )?;
     staging.write(
@@ -211,7 +211,7 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
             },
             &cn,
             &ca_validity,
-            plan.ca_key.generate()?,
+            CaKey::generate(plan.ca_key, "intermediate-ca", &cn)?,
             Some(parent),
         )?;
         let (cert_path, key_path) = (layout.intermediate_cert(n), layout.intermediate_key(n));
@@ -311,7 +311,7 @@ fn issue_edge_ca(
     issuers: &[&Ca],
 ) -> Result<Entry> {
     let id = format!("iot-edge-device-ca-{name}");
-    let key = plan.ca_key.generate()?;
+    let key = plan.ca_key.generate_fresh_for("edge-ca", &id)?;
     let issuer = issuers[0];
     let cert = issue(
         &Profile::EdgeCa,
@@ -550,7 +550,7 @@ impl DeviceCtx<'_> {
             chain_pem,
             chain_der,
         } = self.signer;
-        let key = plan.key.generate_fresh()?;
+        let key = plan.key.generate_fresh_for("device", id)?;
         let cert = issue(&Profile::Device, id, &plan.validity, &key, issuer)?;
         let (c, f, k, p) = (
             layout.device_cert(id),

@@ -46,11 +46,87 @@ impl IssuedCert {
     }
 }
 
+/// A CA's signing key: an rcgen key pair, or under `--seed` a seeded key
+/// that signs deterministically (RFC 6979).
+pub enum CaKey {
+    Pair(KeyPair),
+    Seeded(crate::seed::SeededKey),
+}
+
+impl From<KeyPair> for CaKey {
+    /// Under `--seed`, an EC key signs with RFC 6979 so the output is reproducible.
+    fn from(k: KeyPair) -> CaKey {
+        if crate::seed::active()
+            && let Some(s) = crate::seed::SeededKey::from_pkcs8(k.serialized_der())
+        {
+            return CaKey::Seeded(s);
+        }
+        CaKey::Pair(k)
+    }
+}
+
+impl rcgen::PublicKeyData for CaKey {
+    fn der_bytes(&self) -> &[u8] {
+        match self {
+            CaKey::Pair(k) => k.der_bytes(),
+            CaKey::Seeded(k) => k.der_bytes(),
+        }
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            CaKey::Pair(k) => k.algorithm(),
+            CaKey::Seeded(k) => k.algorithm(),
+        }
+    }
+}
+
+impl SigningKey for CaKey {
+    fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, rcgen::Error> {
+        match self {
+            CaKey::Pair(k) => k.sign(msg),
+            CaKey::Seeded(k) => k.sign(msg),
+        }
+    }
+}
+
+impl crate::keys::Pkcs8Source for CaKey {
+    fn pkcs8_bytes(&self) -> &[u8] {
+        match self {
+            CaKey::Pair(k) => k.serialized_der(),
+            CaKey::Seeded(k) => k.pkcs8_der(),
+        }
+    }
+}
+
+impl CaKey {
+    /// A new CA key of `kt`; under `--seed`, the one of `role` and `id`.
+    pub fn generate(kt: crate::keys::KeyType, role: &str, id: &str) -> Result<CaKey> {
+        match crate::seed::SeededKey::derive(kt, role, id)? {
+            Some(k) => Ok(CaKey::Seeded(k)),
+            None => kt.generate().map(CaKey::Pair),
+        }
+    }
+
+    /// The key as PKCS#8 DER, whatever format it was read from.
+    pub fn pkcs8_der(&self) -> Result<Vec<u8>> {
+        match self {
+            CaKey::Pair(k) => crate::keys::pkcs8_der(k),
+            CaKey::Seeded(k) => Ok(k.pkcs8_der().to_vec()),
+        }
+    }
+
+    /// The serialized private key (PKCS#8 for generated keys).
+    pub fn serialized_der(&self) -> &[u8] {
+        crate::keys::Pkcs8Source::pkcs8_bytes(self)
+    }
+}
+
 /// A certificate authority: its certificate and the key that signs for it.
 pub struct Ca {
     /// The CA's own certificate.
     pub cert: IssuedCert,
-    issuer: Issuer<'static, KeyPair>,
+    issuer: Issuer<'static, CaKey>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -68,10 +144,11 @@ impl Ca {
         profile: &Profile,
         common_name: &str,
         validity: &Validity,
-        key: KeyPair,
+        key: impl Into<CaKey>,
         parent: Option<&Ca>,
     ) -> Result<Ca> {
         debug_assert!(profile.is_ca());
+        let key = key.into();
         let (cert, params) = issue_with_params(profile, common_name, validity, &key, parent)?;
         Ok(Ca {
             cert,
@@ -84,6 +161,7 @@ impl Ca {
     /// Refuses a certificate that is not a CA or whose public key does not
     /// match `key`. `what` names the certificate file in messages.
     pub fn from_parts(cert_der: &[u8], key: KeyPair, what: &str) -> Result<Ca> {
+        let key = CaKey::from(key);
         let x509 = cert::parse_der(cert_der, what)?;
         if !cert::is_ca(&x509) {
             return Err(Error::input(format!(
@@ -116,7 +194,7 @@ impl Ca {
     }
 
     /// The CA's signing key.
-    pub fn key(&self) -> &KeyPair {
+    pub fn key(&self) -> &CaKey {
         self.issuer.key()
     }
 }
@@ -153,7 +231,14 @@ pub fn issue_for_public_key(
         Decided {
             capped, warnings, ..
         },
-    ) = params_for(profile, common_name, validity, rsa, Some(issuer))?;
+    ) = params_for(
+        profile,
+        common_name,
+        validity,
+        rsa,
+        public_key.der_bytes(),
+        Some(issuer),
+    )?;
     let cert = params.signed_by(public_key, &issuer.issuer)?;
     let der = cert.der().to_vec();
     Ok(IssuedCert {
@@ -184,7 +269,14 @@ fn issue_with_params(
         Decided {
             capped, warnings, ..
         },
-    ) = params_for(profile, common_name, validity, is_rsa(subject_key), issuer)?;
+    ) = params_for(
+        profile,
+        common_name,
+        validity,
+        is_rsa(subject_key),
+        subject_key.der_bytes(),
+        issuer,
+    )?;
     let cert = match issuer {
         Some(ca) => params.signed_by(subject_key, &ca.issuer)?,
         None => params.self_signed(subject_key)?,
@@ -217,6 +309,7 @@ fn params_for(
     common_name: &str,
     validity: &Validity,
     rsa_subject: bool,
+    subject_public_key: &[u8],
     issuer: Option<&Ca>,
 ) -> Result<(CertificateParams, Decided)> {
     let decided = decide(
@@ -227,7 +320,12 @@ fn params_for(
     let mut params = CertificateParams::default();
     params.not_before = decided.window.not_before;
     params.not_after = decided.window.not_after;
-    params.serial_number = Some(random_serial()?);
+    params.serial_number = Some(
+        match seeded_serial(profile, common_name, &decided, subject_public_key) {
+            Some(s) => s,
+            None => random_serial()?,
+        },
+    );
     profile.apply(&mut params, common_name, rsa_subject)?;
     Ok((params, decided))
 }
@@ -250,6 +348,29 @@ fn is_rsa(key: &impl PublicKeyData) -> bool {
     alg != &rcgen::PKCS_ECDSA_P256_SHA256
         && alg != &rcgen::PKCS_ECDSA_P384_SHA384
         && alg != &rcgen::PKCS_ED25519
+}
+
+/// Under `--seed`: the serial of this certificate (profile, CN, window and
+/// subject key), so a renewal or a new key gets a new serial.
+fn seeded_serial(
+    profile: &Profile,
+    common_name: &str,
+    decided: &Decided,
+    subject_public_key: &[u8],
+) -> Option<SerialNumber> {
+    let w = &decided.window;
+    let mut bytes = crate::seed::bytes(
+        &[
+            b"serial",
+            format!("{profile:?}").as_bytes(),
+            common_name.as_bytes(),
+            w.to_string().as_bytes(),
+            subject_public_key,
+        ],
+        16,
+    )?;
+    bytes[0] = (bytes[0] & 0x7f) | 0x01;
+    Some(SerialNumber::from_slice(&bytes))
 }
 
 /// A random, positive, 16-byte serial number (RFC 5280 allows up to 20 bytes).

@@ -108,6 +108,19 @@ impl KeyType {
     /// rcgen: their generation costs tens of milliseconds, the re-parse
     /// nothing in comparison.
     pub fn generate_fresh(self) -> Result<GeneratedKey> {
+        self.generate_fresh_for("device", "")
+    }
+
+    /// [`KeyType::generate_fresh`], or under `--seed` the key of `role`
+    /// and `id` from the seeded generator.
+    pub fn generate_fresh_for(self, role: &str, id: &str) -> Result<GeneratedKey> {
+        if let Some(k) = crate::seed::SeededKey::derive(self, role, id)? {
+            return Ok(GeneratedKey {
+                pkcs8: k.pkcs8_der().to_vec(),
+                alg: rcgen::PublicKeyData::algorithm(&k),
+                kind: GeneratedKind::Seeded(k),
+            });
+        }
         use aws_lc_rs::signature::{
             ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair,
         };
@@ -153,11 +166,18 @@ pub struct GeneratedKey {
 enum GeneratedKind {
     Ec(aws_lc_rs::signature::EcdsaKeyPair),
     Rcgen(KeyPair),
+    Seeded(crate::seed::SeededKey),
 }
 
 impl GeneratedKey {
     /// The private key as PKCS#8 DER.
     pub fn pkcs8_der(&self) -> &[u8] {
+        &self.pkcs8
+    }
+}
+
+impl Pkcs8Source for GeneratedKey {
+    fn pkcs8_bytes(&self) -> &[u8] {
         &self.pkcs8
     }
 }
@@ -175,6 +195,7 @@ impl rcgen::PublicKeyData for GeneratedKey {
         match &self.kind {
             GeneratedKind::Ec(k) => k.public_key().as_ref(),
             GeneratedKind::Rcgen(k) => k.der_bytes(),
+            GeneratedKind::Seeded(k) => k.der_bytes(),
         }
     }
 
@@ -191,6 +212,7 @@ impl rcgen::SigningKey for GeneratedKey {
                 .map(|s| s.as_ref().to_vec())
                 .map_err(|_| rcgen::Error::RingUnspecified),
             GeneratedKind::Rcgen(k) => k.sign(msg),
+            GeneratedKind::Seeded(k) => k.sign(msg),
         }
     }
 }
@@ -212,8 +234,20 @@ pub fn pem_lf(tag: &str, der: &[u8]) -> String {
 /// The PKCS#8 PEM text of a key we generated, encrypted when a password is given.
 ///
 /// Only for keys from [`KeyType::generate`], whose serialized form is PKCS#8.
-pub fn private_key_pem(key: &KeyPair, password: Option<&str>) -> Result<String> {
-    pkcs8_pem(key.serialized_der(), password)
+pub fn private_key_pem(key: &impl Pkcs8Source, password: Option<&str>) -> Result<String> {
+    pkcs8_pem(key.pkcs8_bytes(), password)
+}
+
+/// A key whose serialized form is PKCS#8 DER.
+pub trait Pkcs8Source {
+    /// The PKCS#8 DER.
+    fn pkcs8_bytes(&self) -> &[u8];
+}
+
+impl Pkcs8Source for KeyPair {
+    fn pkcs8_bytes(&self) -> &[u8] {
+        self.serialized_der()
+    }
 }
 
 /// The PEM text of PKCS#8 DER `der`, encrypted when a password is given.
@@ -223,9 +257,14 @@ pub fn pkcs8_pem(der: &[u8], password: Option<&str>) -> Result<String> {
     };
     let mut salt = [0u8; 16];
     let mut iv = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut salt)
-        .and_then(|()| aws_lc_rs::rand::fill(&mut iv))
-        .map_err(|_| Error::Crypto("the system random number generator failed".into()))?;
+    if let Some(b) = crate::seed::bytes(&[b"pkcs8-encryption", der], 32) {
+        salt.copy_from_slice(&b[..16]);
+        iv.copy_from_slice(&b[16..]);
+    } else {
+        aws_lc_rs::rand::fill(&mut salt)
+            .and_then(|()| aws_lc_rs::rand::fill(&mut iv))
+            .map_err(|_| Error::Crypto("the system random number generator failed".into()))?;
+    }
     let params =
         pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(PBKDF2_ITERATIONS, &salt, &iv)
             .map_err(|e| Error::Crypto(format!("cannot set up key encryption: {e}")))?;
@@ -421,7 +460,7 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// A short human description of a key pair's algorithm, e.g. `ec-p256`.
-pub fn describe(key: &KeyPair) -> &'static str {
+pub fn describe(key: &impl rcgen::PublicKeyData) -> &'static str {
     let alg = key.algorithm();
     if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
         "ec-p256"

@@ -44,6 +44,7 @@ pub mod pfx;
 pub mod profile;
 pub mod regid;
 pub mod rotate;
+pub mod seed;
 pub mod validity;
 pub mod verify_code;
 

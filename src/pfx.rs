@@ -32,6 +32,9 @@ pub fn build(
     chain_der: &[&[u8]],
     options: &PfxOptions,
 ) -> Result<Vec<u8>> {
+    if crate::seed::active() {
+        return Err(Error::input(crate::seed::PFX_REFUSAL));
+    }
     let err =
         |e: p12_keystore::error::Error| Error::Crypto(format!("cannot build the PFX file: {e}"));
     let key = PrivateKey::from_der(key_pkcs8_der).map_err(err)?;

@@ -17,8 +17,8 @@ use crate::cert;
 use crate::chain::Summary;
 use crate::error::{Error, Result};
 use crate::fsio::{Mode, Staging, read_input, recover};
-use crate::issue::{Ca, check_validity, issue};
-use crate::keys::{KeyType, load_private_key, pkcs8_der, private_key_pem};
+use crate::issue::{Ca, CaKey, check_validity, issue};
+use crate::keys::{KeyType, load_private_key, private_key_pem};
 use crate::layout::{FileKind, Layout};
 use crate::manifest::{Entry, Manifest};
 use crate::pfx::{self, PfxOptions};
@@ -209,7 +209,11 @@ pub fn roll(
                 },
                 &next_cn(&old_root.ca.cert.common_name),
                 validity,
-                old_root.key_type.generate()?,
+                CaKey::generate(
+                    old_root.key_type,
+                    "root-ca",
+                    &next_cn(&old_root.ca.cert.common_name),
+                )?,
                 None,
             )?;
             stage_old(&old_root)?;
@@ -241,7 +245,11 @@ pub fn roll(
             },
             &next_cn(&old.ca.cert.common_name),
             validity,
-            old.key_type.generate()?,
+            CaKey::generate(
+                old.key_type,
+                "intermediate-ca",
+                &next_cn(&old.ca.cert.common_name),
+            )?,
             Some(parent),
         )?;
         rolled.notes.extend(ca.cert.warnings.iter().cloned());
@@ -334,7 +342,7 @@ pub fn renew(layout: &Layout, loaded: &LoadedCa, plan: &RenewPlan) -> Result<Sum
         let key_path = layout.device_key(id);
         let key = match plan.new_key {
             Some(kt) => {
-                let key = kt.generate()?;
+                let key = CaKey::generate(kt, "device", id)?;
                 staging.write(
                     &key_path,
                     private_key_pem(&key, password)?.as_bytes(),
@@ -342,12 +350,12 @@ pub fn renew(layout: &Layout, loaded: &LoadedCa, plan: &RenewPlan) -> Result<Sum
                 )?;
                 key
             }
-            None => load_private_key(
+            None => CaKey::Pair(load_private_key(
                 &read_input(&key_path)?,
                 password,
                 &layout.relative(&key_path),
                 "--key-password or PKI_KEY_PASSWORD",
-            )?,
+            )?),
         };
         let cert = issue(&Profile::Device, id, &plan.validity, &key, Some(&loaded.ca))?;
         for w in &cert.warnings {
@@ -374,7 +382,7 @@ pub fn renew(layout: &Layout, loaded: &LoadedCa, plan: &RenewPlan) -> Result<Sum
         if let Some(opts) = &plan.pfx {
             let mut ders: Vec<&[u8]> = vec![&cert.der];
             ders.extend_from_slice(&chain_der);
-            let der = pkcs8_der(&key)?;
+            let der = key.pkcs8_der()?;
             staging.write(&p, &pfx::build(id, &der, &ders, opts)?, Mode::Secret)?;
             files.push((FileKind::Pfx, layout.relative(&p)));
         }

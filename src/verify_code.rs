@@ -8,8 +8,6 @@
 
 use std::path::PathBuf;
 
-use rcgen::KeyPair;
-
 use crate::error::{Error, Result};
 use crate::fsio::{Mode, ensure_dir, write_atomic};
 use crate::issue::{Ca, IssuedCert, issue};
@@ -65,7 +63,7 @@ pub struct Verification {
     /// The certificate (subject `CN=<code>`).
     pub cert: IssuedCert,
     /// Its private key.
-    pub key: KeyPair,
+    pub key: crate::issue::CaKey,
 }
 
 /// Makes the verification certificate for `code`, signed by `issuer`.
@@ -76,7 +74,7 @@ pub fn make(
     validity: &crate::validity::Validity,
 ) -> Result<Verification> {
     let code = check_code(code)?;
-    let key = key_type.generate()?;
+    let key = crate::issue::CaKey::generate(key_type, "verification", &code)?;
     let cert = issue(&Profile::Verification, &code, validity, &key, Some(issuer))?;
     Ok(Verification { cert, key })
 }

@@ -56,6 +56,10 @@ mod validity;
 mod expiry;
 // CA rotation: pki ca roll, pki device renew, the README walkthrough on the emulator.
 mod rotation;
+// The emulator clock: --clock, PUT /emulator/clock, refusals naming the instant.
+mod emulator_clock;
+// Reproducible fixtures: --seed with --epoch, byte for byte.
+mod seed;
 // The command line itself: help, bare group commands, broken pipes.
 mod cli;
 // Reliability: no credentials over plain HTTP, key formats, checks before

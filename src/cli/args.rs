@@ -121,6 +121,23 @@ pub struct ValidityArgs {
     /// offset, for reproducible fixtures (with --seed).
     #[arg(long, value_name = "INSTANT", env = "PKI_EPOCH", value_parser = parse_instant)]
     pub epoch: Option<time::OffsetDateTime>,
+
+    /// Reproducible TEST keys: every key, serial and salt comes from this seed (with the role
+    /// and certificate ID), and seeded keys sign with RFC 6979, so the same command with the
+    /// same --seed and --epoch writes byte-identical files. EC P-256/P-384 only (RSA with
+    /// --seed is refused); PFX files are not reproducible, so pass --no-pfx. The manifest
+    /// records "seeded": true and `pki enroll` warns before uploading a seeded CA. Never for
+    /// production: anyone with the seed has the keys.
+    #[arg(long, value_name = "TEXT", env = "PKI_SEED", hide_env_values = true, value_parser = parse_seed)]
+    pub seed: Option<String>,
+}
+
+fn parse_seed(s: &str) -> std::result::Result<String, String> {
+    if s.is_empty() {
+        Err("the seed is empty: give some text, e.g. --seed fixtures-v1".into())
+    } else {
+        Ok(s.to_string())
+    }
 }
 
 /// An RFC 3339 instant, for --epoch and --clock.
@@ -132,6 +149,10 @@ pub fn parse_instant(s: &str) -> std::result::Result<time::OffsetDateTime, Strin
 impl ValidityArgs {
     /// The request, with `days` as the length when no end is given.
     pub fn validity(&self, days: u32) -> Validity {
+        if let Some(s) = &self.seed {
+            // An empty seed is refused by clap; one seed per run.
+            let _ = crate::seed::activate(s);
+        }
         let day = time::Duration::days(1);
         let (not_before, not_after) = if self.expired {
             (

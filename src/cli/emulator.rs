@@ -76,7 +76,7 @@ pub struct EmulatorArgs {
     #[arg(long, short)]
     pub quiet: bool,
     /// Print one JSON object (connectionString, idScope, caFile, trustStore, trustStorePassword,
-    /// listen, mqttListen, serviceHost, certificatePolicies) on stdout.
+    /// listen, mqttListen, serviceHost, certificatePolicies, and clock when --clock is set) on stdout.
     #[arg(long)]
     pub json: bool,
     /// Print the environment block for the emulator using --data and --listen, then exit
@@ -96,6 +96,13 @@ pub struct EmulatorArgs {
     /// <data>/certificate-policies/<ns>/<ca>/<policy>/root.cert.pem.
     #[arg(long = "certificate-policy", value_name = "NAME[:DAYS]")]
     pub certificate_policies: Vec<String>,
+    /// Check every validity at this instant instead of real time: device chains, SAS token
+    /// expiry (service and device) and the validity of certificates issued for CSRs. An
+    /// RFC 3339 instant (2027-01-01T00:00:00Z) or an offset from now (-1d, +30d); the clock
+    /// keeps ticking from there. Move it while running with PUT /emulator/clock
+    /// ({"now":"…"} or {"offset":"+30d"}, authenticated with the service SAS token).
+    #[arg(long, value_name = "INSTANT|OFFSET", allow_hyphen_values = true)]
+    pub clock: Option<crate::validity::TimeSpec>,
     /// Allow certificate-policy validities of 1-6 days (shorter than the service allows), for renewal tests.
     #[arg(long)]
     pub short_certificate_validity: bool,
@@ -175,6 +182,7 @@ pub fn run(mut args: EmulatorArgs) -> Result<()> {
         strict_api_versions: args.strict_api_versions,
         log: !args.quiet,
         certificate_policies,
+        clock: args.clock,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -197,6 +205,9 @@ pub fn run(mut args: EmulatorArgs) -> Result<()> {
             println!("  service connection string: {}", s.connection_string);
             println!("  ID scope:                  {}", s.id_scope);
             println!("  device endpoint:           {}", s.device_endpoint);
+            if let Some(c) = &s.clock {
+                println!("  emulator clock:            {c} (--clock; PUT /emulator/clock moves it)");
+            }
             let ca = s.ca_file.display();
             println!("  CA file to trust:          {ca}");
             println!("    Node:   NODE_EXTRA_CA_CERTS={ca}  (the Node SDKs always use port 443)");

@@ -6,8 +6,6 @@
 //! enrollment for the chain, …), because that is exactly what Azure's
 //! opaque "Unauthorized" does not tell users.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use redb::ReadTransaction;
 use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -28,14 +26,6 @@ use crate::dps::sas::{SasError, Token};
 
 /// Most candidates read from one index prefix (ids sharing one certificate).
 const MAX_CANDIDATES: usize = 64;
-
-/// Seconds since the Unix epoch.
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// The enrollment a device matched.
 #[derive(Clone, Debug)]
@@ -87,7 +77,7 @@ pub enum Credential {
 
 impl Credential {
     /// Whether a later request (a status poll) carries the same credential.
-    pub fn check(&self, presented: &Presented<'_>) -> DpsResult<()> {
+    pub fn check(&self, state: &State, presented: &Presented<'_>) -> DpsResult<()> {
         match self {
             Credential::X509 { leaf_sha256 } => {
                 let same = presented
@@ -110,7 +100,7 @@ impl Credential {
                     Token::parse(header).map_err(|e| DpsError::unauthorized(e.to_string()))?;
                 let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                 token
-                    .verify(&keys, now_unix())
+                    .verify(&keys, state.clock.now_unix())
                     .map_err(|e| DpsError::unauthorized(e.to_string()))
             }
         }
@@ -151,18 +141,35 @@ fn label(i: usize, x: &X509Certificate<'_>) -> String {
     format!("certificate #{i} ({role}, {})", dn_string(x.subject()))
 }
 
-fn validity(what: &str, x: &X509Certificate<'_>, now: ASN1Time) -> DpsResult<()> {
+/// The instant chains are checked at, and how to name it in messages.
+#[derive(Clone, Copy)]
+struct Now<'a> {
+    at: ASN1Time,
+    /// "2027-01-01T00:00:00Z" or "… (real time)".
+    shown: &'a str,
+}
+
+fn validity(what: &str, x: &X509Certificate<'_>, now: Now<'_>) -> DpsResult<()> {
     let v = x.validity();
-    if now < v.not_before {
+    let window = |v: &x509_parser::certificate::Validity| {
+        format!(
+            "notBefore {}, notAfter {}",
+            super::model::format_cert_time(v.not_before.to_datetime()),
+            super::model::format_cert_time(v.not_after.to_datetime())
+        )
+    };
+    if now.at < v.not_before {
         return Err(unauthorized(format!(
-            "{what} is not valid until {}",
-            super::model::format_cert_time(v.not_before.to_datetime())
+            "{what} is not yet valid ({}) against the emulator clock {}",
+            window(v),
+            now.shown
         )));
     }
-    if now > v.not_after {
+    if now.at > v.not_after {
         return Err(unauthorized(format!(
-            "{what} expired on {}",
-            super::model::format_cert_time(v.not_after.to_datetime())
+            "{what} has expired ({}) against the emulator clock {}",
+            window(v),
+            now.shown
         )));
     }
     Ok(())
@@ -181,7 +188,11 @@ pub fn attest_x509(
     reg_id: &str,
     chain: &[CertificateDer<'static>],
 ) -> DpsResult<Attested> {
-    let now = ASN1Time::now();
+    let shown = state.clock.describe();
+    let now = Now {
+        at: ASN1Time::from(state.clock.now()),
+        shown: &shown,
+    };
     let mut parsed = Vec::with_capacity(chain.len());
     for (i, der) in chain.iter().enumerate() {
         let (_, x) = X509Certificate::from_der(der).map_err(|e| {
@@ -281,7 +292,7 @@ fn select_group(
     rtxn: &ReadTransaction,
     parsed: &[X509Certificate<'_>],
     chain: &[CertificateDer<'static>],
-    now: ASN1Time,
+    now: Now<'_>,
 ) -> DpsResult<(EnrollmentGroup, Position)> {
     let signers = rtxn.open_table(SIGNERS).map_err(store_error)?;
     let ca_index = rtxn.open_table(CA_BY_THUMB).map_err(store_error)?;
@@ -435,7 +446,7 @@ fn attest_individual_x509(
     parsed: &[X509Certificate<'_>],
     chain: &[CertificateDer<'static>],
     leaf_sha: [u8; 32],
-    now: ASN1Time,
+    now: Now<'_>,
 ) -> DpsResult<Attested> {
     let id = e.registration_id.clone().unwrap_or_default();
     let att = e.attestation.as_ref();
@@ -571,7 +582,7 @@ pub fn attest_sas(
             token.resource()
         )));
     }
-    let now = now_unix();
+    let now = state.clock.now_unix();
     let rtxn = state.store.read()?;
     let enrollments = rtxn.open_table(ENROLLMENTS).map_err(store_error)?;
     let reg_key = reg_id.to_ascii_lowercase();

@@ -484,7 +484,10 @@ pub fn issue_for(
     let leaf = issue_for_public_key(
         &Profile::Device,
         reg.as_str(),
-        &crate::validity::Validity::days(policy.info.validity_days),
+        &crate::validity::Validity {
+            now: state.clock.now(),
+            ..crate::validity::Validity::days(policy.info.validity_days)
+        },
         &public_key,
         &policy.issuing,
     )

@@ -33,6 +33,7 @@ pub mod api_versions;
 pub mod arm;
 pub mod attest;
 pub mod certs;
+pub mod clock;
 pub mod device;
 pub mod errors;
 pub mod http;
@@ -105,6 +106,8 @@ pub struct Options {
     pub log: bool,
     /// Certificate policies to create (or re-date) at start-up.
     pub certificate_policies: Vec<issuance::Declared>,
+    /// `--clock`: the instant (or offset from real time) validity is checked at.
+    pub clock: Option<crate::validity::TimeSpec>,
 }
 
 /// Settings kept in `<data>/emulator.json` (mode 0600: it holds the SAS key).
@@ -139,6 +142,9 @@ pub struct Started {
     pub device_endpoint: String,
     /// Certificate policies (names, validity, exported root file).
     pub certificate_policies: Vec<issuance::PolicyInfo>,
+    /// The emulator clock at start-up, when `--clock` moved it off real time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock: Option<String>,
 }
 
 /// A prepared emulator: listener bound, state open.
@@ -165,6 +171,8 @@ pub struct State {
     /// Recent registration attempts, for the status page.
     pub attempts: status::Attempts,
     pub issuance: issuance::Issuance,
+    /// The one "now" of every validity check (`--clock`, `PUT /emulator/clock`).
+    pub clock: clock::Clock,
 }
 
 /// Results of registrations, by operation id, for the status polls.
@@ -268,6 +276,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         format!("localhost:{}", addr.port())
     };
     let issuance = issuance::Issuance::open(&opts.data, &opts.certificate_policies)?;
+    let clock = clock::Clock::new(opts.clock)?;
     let ca_file = std::path::absolute(opts.data.join("ca.pem")).unwrap_or(opts.data.join("ca.pem"));
     let started = Started {
         connection_string: format!(
@@ -283,6 +292,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         device_endpoint: format!("https://{service_host}"),
         service_host,
         certificate_policies: issuance.list(),
+        clock: clock.is_set().then(|| crate::validity::show(clock.now())),
     };
     let state = Arc::new(State {
         store,
@@ -296,6 +306,7 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         operations: Mutex::new(Operations::default()),
         attempts: status::Attempts::default(),
         issuance,
+        clock,
     });
     Ok(Prepared {
         started,

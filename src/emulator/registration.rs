@@ -377,7 +377,7 @@ pub fn operation_status(
             format!("operation `{operation_id}` belongs to another registration ID"),
         ));
     }
-    op.credential.check(&presented)?;
+    op.credential.check(state, &presented)?;
     Ok(OperationStatus {
         operation_id: operation_id.to_string(),
         state: op.state,

@@ -8,12 +8,12 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{Request, Response, header};
+use axum::http::{Method, Request, Response, StatusCode, header};
 use percent_encoding::percent_decode_str;
 
 use super::api_versions::{self, Api};
 use super::errors::{DpsError, DpsResult};
-use super::http::{PeerChain, Req, error_response};
+use super::http::{PeerChain, Req, error_response, json_response};
 use super::{State, arm, device, service};
 
 /// Largest request body accepted (a bulk request of 10 groups with two
@@ -105,6 +105,7 @@ async fn parse_and_dispatch(
             check_dps_api_version(&state, &req, Api::Service, path)?;
             service::dispatch(&state, &req).await
         }
+        Some("emulator") if req.segments.len() == 2 => clock_endpoint(&state, &req),
         Some("subscriptions") => {
             check_api_version(&req, arm::API_VERSIONS)?;
             arm::dispatch(&state, &req).await
@@ -202,4 +203,38 @@ fn check_api_version(req: &Req, accepted: &[&str]) -> DpsResult<()> {
             accepted.join(", ")
         ))),
     }
+}
+
+/// `GET`/`PUT /emulator/clock` (emulator-only): read or move the clock every
+/// validity check uses. Authenticated like the service API (its SAS token).
+fn clock_endpoint(state: &State, req: &Req) -> DpsResult<Response<Body>> {
+    if !req.segments[1].eq_ignore_ascii_case("clock") {
+        return Err(DpsError::not_found(
+            404_000,
+            format!(
+                "no such emulator endpoint: {} /emulator/{}; the emulator's own endpoint is /emulator/clock",
+                req.method, req.segments[1]
+            ),
+        ));
+    }
+    super::service::authorize_service(state, req)?;
+    if req.method == Method::PUT {
+        let body: super::clock::ClockRequest = req.json("the clock")?;
+        let spec = body
+            .spec()
+            .map_err(|e| DpsError::bad_request(format!("PUT /emulator/clock: {e}")))?;
+        state
+            .clock
+            .set(spec)
+            .map_err(|e| DpsError::bad_request(format!("PUT /emulator/clock: {e}")))?;
+        if state.log {
+            super::log_line(&format!("clock set to {}", state.clock.describe()));
+        }
+    } else if req.method != Method::GET {
+        return Err(DpsError::method_not_allowed(format!(
+            "{} /emulator/clock: use GET to read the clock or PUT to move it",
+            req.method
+        )));
+    }
+    Ok(json_response(StatusCode::OK, &state.clock.view()))
 }

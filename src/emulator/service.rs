@@ -16,7 +16,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::attest::now_unix;
 use super::certs::{cert_info, decode_certificate, sha256, to_pem};
 use super::errors::{DpsError, DpsResult};
 use super::http::{Req, etag_matches, json_response, no_content};
@@ -86,7 +85,7 @@ pub fn authorize_service(state: &State, req: &Req) -> DpsResult<()> {
         POLICY,
         &[state.sas_key.as_str()],
         req.host(),
-        now_unix(),
+        state.clock.now_unix(),
     );
     let e = match result {
         Ok(_) => return Ok(()),
