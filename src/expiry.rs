@@ -27,7 +27,9 @@ pub struct Finding {
     pub subject: String,
     /// RFC 3339.
     pub not_after: String,
-    /// Whole days from now to notAfter (negative: expired that long ago).
+    /// Days from now to notAfter, to the nearest day (negative: expired
+    /// that long ago). Rounded, not truncated, so a certificate issued for
+    /// 10 days a second ago reads 10d, not 9d.
     pub days_left: i64,
     /// Already expired.
     pub expired: bool,
@@ -133,7 +135,7 @@ fn check_file(
                 index: i + 1,
                 subject: x509.subject().to_string(),
                 not_after: show(not_after),
-                days_left: (not_after - now).whole_days(),
+                days_left: days_rounded(not_after - now),
                 expired: not_after <= now,
             });
         }
@@ -169,4 +171,9 @@ impl Report {
         ));
         s
     }
+}
+
+/// A duration in days, rounded to the nearest whole day.
+fn days_rounded(d: Duration) -> i64 {
+    (d.whole_seconds() as f64 / 86_400.0).round() as i64
 }
