@@ -87,6 +87,16 @@ pub fn warn(msg: impl AsRef<str>) {
     eprintln!("pki: warning: {}", msg.as_ref());
 }
 
+/// Warns (one line) when the manifest beside a CA certificate about to be
+/// uploaded says `--seed` made its key: anyone with the seed has it.
+pub fn warn_if_seeded(path: &std::path::Path, what: &str, subject: &str, sha1: &str) {
+    if crate::manifest::seeded_beside(path, sha1) {
+        warn(format!(
+            "{what} ({subject}) is a seeded TEST CA (\"seeded\": true in its manifest): anyone with the seed has its key, so never upload it to a production DPS"
+        ));
+    }
+}
+
 /// Validity options shared by every command that issues (`chain new`,
 /// `device new`, `device new --csr`, `device renew`, `verify-code`, `ca roll`).
 #[derive(Clone, Debug, Default, Args)]
@@ -147,6 +157,16 @@ pub fn parse_instant(s: &str) -> std::result::Result<time::OffsetDateTime, Strin
 }
 
 impl ValidityArgs {
+    /// Turns `--seed` on (when given) and refuses what it cannot reproduce
+    /// (RSA among `keys`, PFX files when `pfx`), before anything is made or
+    /// written, so a refusal is one line and leaves nothing behind.
+    pub fn check_seed(&self, keys: &[KeyType], pfx: bool) -> Result<()> {
+        if let Some(s) = &self.seed {
+            crate::seed::activate(s)?;
+        }
+        crate::seed::check(keys, pfx)
+    }
+
     /// The request, with `days` as the length when no end is given.
     pub fn validity(&self, days: u32) -> Validity {
         if let Some(s) = &self.seed {
