@@ -430,3 +430,50 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn the_readme_reproducible_fixtures_commands_work_when_pasted() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("\n## Reproducible fixtures\n")
+        .nth(1)
+        .expect("README has a Reproducible fixtures section");
+    let section = section.split("\n## ").next().unwrap();
+    let script = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("a sh block in the section");
+    assert!(script.contains("pki chain new"), "{script}");
+    let t = tmp();
+    let bin = Path::new(pki_bin()).parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(t.path())
+        .env("PATH", path)
+        .env_remove("PKI_SEED")
+        .env_remove("PKI_EPOCH")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "{script}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("byte-identical"), "{stdout}");
+    assert!(stdout.contains(": OK"), "{stdout}");
+    assert!(
+        t.path().join("fixtures-a/certs/sensor-1.cert.pem").exists(),
+        "{stderr}"
+    );
+}

@@ -132,12 +132,8 @@ pub struct ValidityArgs {
     #[arg(long, value_name = "INSTANT", env = "PKI_EPOCH", value_parser = parse_instant)]
     pub epoch: Option<time::OffsetDateTime>,
 
-    /// Reproducible TEST keys: every key, serial and salt comes from this seed (with the role
-    /// and certificate ID), and seeded keys sign with RFC 6979, so the same command with the
-    /// same --seed and --epoch writes byte-identical files. EC P-256/P-384 only (RSA with
-    /// --seed is refused); PFX files are not reproducible, so pass --no-pfx. The manifest
-    /// records "seeded": true and `pki enroll` warns before uploading a seeded CA. Never for
-    /// production: anyone with the seed has the keys.
+    /// Reproducible TEST keys: the same --seed and --epoch write byte-identical keys, certificates and
+    /// manifest. EC only (RSA's prime search is not seeded) and --no-pfx (PFX salts and IVs are random).
     #[arg(long, value_name = "TEXT", env = "PKI_SEED", hide_env_values = true, value_parser = parse_seed)]
     pub seed: Option<String>,
 }
