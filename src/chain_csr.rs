@@ -134,11 +134,14 @@ pub fn sign(
         staging.write(&c, cert.pem.as_bytes(), Mode::Public)?;
         let full = format!("{}{chain_pem}", cert.pem);
         staging.write(&f, full.as_bytes(), Mode::Public)?;
-        summary.issued.push(Entry::new(
+        let mut entry = Entry::new(
             Role::Device,
             &cert.der,
             files(&[(FileKind::Cert, &c), (FileKind::FullChain, &f)], layout),
-        )?);
+        )?;
+        // The key is the device's own, from its CSR: not a seeded key.
+        entry.seeded = false;
+        summary.issued.push(entry);
     }
     if capped {
         summary.notes.push(format!(

@@ -44,6 +44,10 @@ pub struct Entry {
     pub sha256_thumbprint: String,
     /// Files, relative to the manifest's CA directory: `cert`, `key`, `fullChain`, `pfx`, `chain`.
     pub files: BTreeMap<FileKind, String>,
+    /// The key came from `--seed`: a reproducible TEST key. Absent (false)
+    /// for ordinary keys, so unseeded manifests read as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seeded: bool,
 }
 
 impl Entry {
@@ -62,6 +66,7 @@ impl Entry {
             sha1_thumbprint: info.sha1_thumbprint,
             sha256_thumbprint: info.sha256_thumbprint,
             files,
+            seeded: crate::seed::active(),
         })
     }
 
@@ -93,6 +98,7 @@ impl Entry {
             sha1_thumbprint: hex(digest(&SHA1_FOR_LEGACY_USE_ONLY, &cert.der).as_ref()),
             sha256_thumbprint: hex(digest(&SHA256, &cert.der).as_ref()),
             files,
+            seeded: crate::seed::active(),
         }
     }
 }
@@ -183,6 +189,31 @@ impl Manifest {
         json.push(b'\n');
         staging.write(&layout.manifest(), &json, Mode::Public)
     }
+}
+
+/// Whether the manifest beside `cert_file` (`manifest.json` in the same
+/// directory, as `pki` lays out `certs/`) lists the certificate with this
+/// SHA-1 thumbprint as seeded (`--seed`: a reproducible test key). Any
+/// missing or unreadable manifest is "no": this only adds a warning.
+pub fn seeded_beside(cert_file: &std::path::Path, sha1_thumbprint: &str) -> bool {
+    let Some(dir) = cert_file.parent() else {
+        return false;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(data) = std::fs::read(dir.join("manifest.json")) else {
+        return false;
+    };
+    let Ok(manifest) = serde_json::from_slice::<Manifest>(&data) else {
+        return false;
+    };
+    manifest
+        .certificates
+        .iter()
+        .any(|e| e.seeded && e.sha1_thumbprint.eq_ignore_ascii_case(sha1_thumbprint))
 }
 
 /// Writes `certs/manifest.json` into a [`Staging`] batch entry by entry,
@@ -311,6 +342,7 @@ mod tests {
             sha1_thumbprint: "AB".into(),
             sha256_thumbprint: "CD".into(),
             files: [(FileKind::Cert, format!("certs/d-{n}.cert.pem"))].into(),
+            seeded: n % 2 == 1,
         }
     }
 

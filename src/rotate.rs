@@ -335,6 +335,7 @@ pub fn renew(layout: &Layout, loaded: &LoadedCa, plan: &RenewPlan) -> Result<Sum
     let chain_der: Vec<&[u8]> = std::iter::once(loaded.ca.cert.der.as_slice())
         .chain(loaded.above.iter().map(Vec::as_slice))
         .collect();
+    let old_manifest = Manifest::load(layout)?;
     let staging = Staging::new(layout.base())?;
     let mut summary = Summary::default();
     let password = plan.key_password.as_deref();
@@ -342,7 +343,14 @@ pub fn renew(layout: &Layout, loaded: &LoadedCa, plan: &RenewPlan) -> Result<Sum
         let key_path = layout.device_key(id);
         let key = match plan.new_key {
             Some(kt) => {
-                let key = CaKey::generate(kt, "device", id)?;
+                // Under --seed, a new key must differ from the one it replaces (which came
+                // from `device` and the ID): its label also holds the old certificate's digest.
+                let old = aws_lc_rs::digest::digest(
+                    &aws_lc_rs::digest::SHA256,
+                    &read_input(&layout.device_cert(id))?,
+                );
+                let label = format!("{id}/renewed-from/{}", hex_lower(old.as_ref()));
+                let key = CaKey::generate(kt, "device-renewed", &label)?;
                 staging.write(
                     &key_path,
                     private_key_pem(&key, password)?.as_bytes(),
@@ -386,13 +394,17 @@ pub fn renew(layout: &Layout, loaded: &LoadedCa, plan: &RenewPlan) -> Result<Sum
             staging.write(&p, &pfx::build(id, &der, &ders, opts)?, Mode::Secret)?;
             files.push((FileKind::Pfx, layout.relative(&p)));
         }
-        summary.issued.push(Entry::new(
-            Role::Device,
-            &cert.der,
-            files.into_iter().collect(),
-        )?);
+        let mut entry = Entry::new(Role::Device, &cert.der, files.into_iter().collect())?;
+        // A kept key is as seeded as it was; a new one is seeded under --seed.
+        entry.seeded = match plan.new_key {
+            Some(_) => crate::seed::active(),
+            None => old_manifest.certificates.iter().any(|e| {
+                e.seeded && e.files.get(&FileKind::Key) == Some(&layout.relative(&key_path))
+            }),
+        };
+        summary.issued.push(entry);
     }
-    let mut manifest = Manifest::load(layout)?;
+    let mut manifest = old_manifest;
     manifest.upsert(summary.issued.iter().cloned());
     manifest.save(layout, &staging)?;
     staging.commit()?;
@@ -400,4 +412,8 @@ pub fn renew(layout: &Layout, loaded: &LoadedCa, plan: &RenewPlan) -> Result<Sum
     summary.first_device = summary.issued.first().cloned();
     summary.last_device = summary.issued.last().cloned();
     Ok(summary)
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

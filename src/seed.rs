@@ -40,14 +40,35 @@ pub fn activate(seed: &str) -> Result<()> {
     Ok(())
 }
 
-/// Says once, on stderr, that the keys are test keys.
+static USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Says once, on stderr, that the keys are test keys, if this run derived
+/// any. Called only when a command has succeeded, so a refusal stays one line.
 pub fn announce() {
+    if !USED.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     static SAID: std::sync::Once = std::sync::Once::new();
     SAID.call_once(|| {
         eprintln!(
             "pki: note: --seed: these are reproducible TEST keys (anyone with the seed has them); never use them in production"
         );
     });
+}
+
+/// Refuses what `--seed` cannot reproduce, before anything is made or
+/// written: RSA (or Ed25519) keys among `keys`, and PFX files (`pfx`).
+pub fn check(keys: &[KeyType], pfx: bool) -> Result<()> {
+    if !active() {
+        return Ok(());
+    }
+    for kt in keys {
+        check_key_type(*kt)?;
+    }
+    if pfx {
+        return Err(Error::input(PFX_REFUSAL));
+    }
+    Ok(())
 }
 
 /// Whether `--seed` is in force.
@@ -117,7 +138,7 @@ impl SeededKey {
             return Ok(None);
         }
         check_key_type(kt)?;
-        announce();
+        USED.store(true, std::sync::atomic::Ordering::Relaxed);
         for attempt in 0u32..64 {
             let label: [&[u8]; 4] = [
                 b"key",

@@ -87,6 +87,16 @@ pub fn warn(msg: impl AsRef<str>) {
     eprintln!("pki: warning: {}", msg.as_ref());
 }
 
+/// Warns (one line) when the manifest beside a CA certificate about to be
+/// uploaded says `--seed` made its key: anyone with the seed has it.
+pub fn warn_if_seeded(path: &std::path::Path, what: &str, subject: &str, sha1: &str) {
+    if crate::manifest::seeded_beside(path, sha1) {
+        warn(format!(
+            "{what} ({subject}) is a seeded TEST CA (\"seeded\": true in its manifest): anyone with the seed has its key, so never upload it to a production DPS"
+        ));
+    }
+}
+
 /// Validity options shared by every command that issues (`chain new`,
 /// `device new`, `device new --csr`, `device renew`, `verify-code`, `ca roll`).
 #[derive(Clone, Debug, Default, Args)]
@@ -122,12 +132,8 @@ pub struct ValidityArgs {
     #[arg(long, value_name = "INSTANT", env = "PKI_EPOCH", value_parser = parse_instant)]
     pub epoch: Option<time::OffsetDateTime>,
 
-    /// Reproducible TEST keys: every key, serial and salt comes from this seed (with the role
-    /// and certificate ID), and seeded keys sign with RFC 6979, so the same command with the
-    /// same --seed and --epoch writes byte-identical files. EC P-256/P-384 only (RSA with
-    /// --seed is refused); PFX files are not reproducible, so pass --no-pfx. The manifest
-    /// records "seeded": true and `pki enroll` warns before uploading a seeded CA. Never for
-    /// production: anyone with the seed has the keys.
+    /// Reproducible TEST keys: the same --seed and --epoch write byte-identical keys, certificates and
+    /// manifest. EC only (RSA's prime search is not seeded) and --no-pfx (PFX salts and IVs are random).
     #[arg(long, value_name = "TEXT", env = "PKI_SEED", hide_env_values = true, value_parser = parse_seed)]
     pub seed: Option<String>,
 }
@@ -147,6 +153,16 @@ pub fn parse_instant(s: &str) -> std::result::Result<time::OffsetDateTime, Strin
 }
 
 impl ValidityArgs {
+    /// Turns `--seed` on (when given) and refuses what it cannot reproduce
+    /// (RSA among `keys`, PFX files when `pfx`), before anything is made or
+    /// written, so a refusal is one line and leaves nothing behind.
+    pub fn check_seed(&self, keys: &[KeyType], pfx: bool) -> Result<()> {
+        if let Some(s) = &self.seed {
+            crate::seed::activate(s)?;
+        }
+        crate::seed::check(keys, pfx)
+    }
+
     /// The request, with `days` as the length when no end is given.
     pub fn validity(&self, days: u32) -> Validity {
         if let Some(s) = &self.seed {

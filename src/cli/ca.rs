@@ -335,6 +335,7 @@ fn read_ca_cert(path: &Path, allow_expired: bool) -> Result<CertInput> {
             c.subject
         ));
     }
+    super::args::warn_if_seeded(path, &what, &c.subject, &c.sha1);
     Ok(c)
 }
 
@@ -380,6 +381,8 @@ pub struct RollArgs {
 }
 
 fn roll(a: RollArgs) -> Result<()> {
+    // The new keys are of the old CAs' types: an RSA CA is refused when its key is made.
+    a.validity.check_seed(&[], false)?;
     let layout = Layout::new(&a.ca_dir);
     let rolled = crate::rotate::roll(
         &layout,

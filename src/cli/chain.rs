@@ -98,6 +98,13 @@ fn new(args: ChainNewArgs) -> Result<()> {
         (KeyType::EcP256, 365, 3650)
     };
     let key = args.key.unwrap_or(default_key);
+    args.devices.validity.check_seed(
+        &[
+            args.ca_key.unwrap_or(key),
+            args.devices.device_key.unwrap_or(key),
+        ],
+        !args.devices.no_pfx,
+    )?;
     let (ids, warnings) = args.devices.ids(&["device-0001"])?;
     let plan = ChainPlan {
         out: args.out.clone(),

@@ -124,6 +124,10 @@ pub fn run(cmd: DeviceCommand) -> Result<()> {
             "no devices named: give registration IDs (`pki device new sensor-1`) or --devices N",
         ));
     }
+    args.devices.validity.check_seed(
+        &[args.devices.device_key.unwrap_or(args.key)],
+        !args.devices.no_pfx,
+    )?;
     let layout = Layout::new(&args.ca.ca_dir);
     let plan = args.devices.plan(
         ids,
@@ -166,6 +170,8 @@ fn run_csr(args: &DeviceNewArgs) -> Result<()> {
             "--csr writes no private key, so --key-password has nothing to encrypt; drop it",
         ));
     }
+    // The keys are the CSRs' own and no PFX is written: only the serials are seeded.
+    d.validity.check_seed(&[], false)?;
     let out = d.output();
     let (requests, warnings) = crate::chain_csr::collect(&args.csr, args.cn.as_deref())?;
     let days = d.days.unwrap_or(365);
@@ -191,6 +197,8 @@ fn run_csr(args: &DeviceNewArgs) -> Result<()> {
 /// `pki device renew`.
 fn renew(args: &DeviceRenewArgs) -> Result<()> {
     check_ids(&args.ids)?;
+    args.validity
+        .check_seed(args.new_key.as_slice(), !args.no_pfx)?;
     let layout = Layout::new(&args.ca.ca_dir);
     let loaded = chain::load_issuer(
         &layout,

@@ -254,6 +254,7 @@ fn read_signing_cert(path: &Path, allow_expired: bool) -> Result<CertInput> {
     if c.not_after < time::OffsetDateTime::now_utc() {
         warn(format!("{what} has expired (--allow-expired)"));
     }
+    super::args::warn_if_seeded(path, &what, &c.subject, &c.sha1);
     Ok(c)
 }
 

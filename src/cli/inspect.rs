@@ -67,9 +67,20 @@ pub fn run(args: InspectArgs) -> Result<()> {
         }
         for der in read_certificates(&data, &what)? {
             let info = CertDetails::from_der(&der, &what)?;
-            let value = serde_json::to_value(&info)
+            let mut value = serde_json::to_value(&info)
                 .map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?;
-            infos.push((what.clone(), value, info.render()));
+            let mut text = info.render();
+            // The manifest beside the file says whether `--seed` made the key.
+            if file.as_os_str() != "-"
+                && crate::manifest::seeded_beside(file, &info.sha1_thumbprint)
+            {
+                if let Some(obj) = value.as_object_mut() {
+                    obj.insert("seeded".into(), serde_json::Value::Bool(true));
+                }
+                text.push_str(SEEDED_LINE);
+                text.push('\n');
+            }
+            infos.push((what.clone(), value, text));
         }
     }
     if args.json {
@@ -86,6 +97,9 @@ pub fn run(args: InspectArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// What `pki inspect` adds for a certificate the manifest marks seeded.
+const SEEDED_LINE: &str = "Seeded:            yes: a reproducible TEST key made with --seed (anyone with the seed has it); never use it in production";
 
 fn run_chain(chain: &Path, root: Option<&PathBuf>, json: bool) -> Result<()> {
     let what = chain.display().to_string();

@@ -120,7 +120,10 @@ pub fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            crate::seed::announce();
+            ExitCode::SUCCESS
+        }
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             report(&e);

@@ -141,6 +141,14 @@ pub fn print_summary(
         });
     }
     println!("{:<16} {}", "Manifest", layout.manifest().display());
+    if summary.issued.iter().any(|e| e.seeded)
+        || summary.first_device.as_ref().is_some_and(|e| e.seeded)
+    {
+        println!(
+            "{:<16} yes: reproducible TEST keys (--seed; \"seeded\": true in the manifest)",
+            "Seeded"
+        );
+    }
     out.note("These are test certificates: do not use them in production.");
     Ok(())
 }

@@ -70,6 +70,7 @@ pub struct VerifyCodeArgs {
 
 pub fn run(args: VerifyCodeArgs) -> Result<()> {
     let code = verify_code::check_code(&args.code)?;
+    args.validity.check_seed(&[args.key], false)?;
     let out = Layout::new(args.out.clone().unwrap_or_else(|| args.ca.ca_dir.clone()));
     verify_code::check_replace(&out, args.force)?;
     let layout = Layout::new(&args.ca.ca_dir);
