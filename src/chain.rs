@@ -369,6 +369,10 @@ fn check_devices_absent(layout: &Layout, plan: &DevicePlan) -> Result<()> {
                 )
             })
             .collect();
+    if existing.is_empty() {
+        // A fresh directory (the bulk case): no per-device paths to build.
+        return Ok(());
+    }
     for id in &plan.ids {
         for p in [layout.device_cert(id), layout.device_key(id)] {
             let name = p
@@ -552,12 +556,13 @@ impl DeviceCtx<'_> {
         } = self.signer;
         let key = plan.key.generate_fresh()?;
         let cert = issue(&Profile::Device, id, &plan.validity, &key, issuer)?;
-        let (c, f, k, p) = (
+        let (c, f, k) = (
             layout.device_cert(id),
             layout.device_full_chain(id),
             layout.device_key(id),
-            layout.device_pfx(id),
         );
+        // Only built when written: most bulk runs have no PFX.
+        let p;
         staging.write(
             &k,
             pkcs8_pem(key.pkcs8_der(), plan.key_password.as_deref())?.as_bytes(),
@@ -578,6 +583,7 @@ impl DeviceCtx<'_> {
                 ders.extend_from_slice(chain_der);
             }
             let pfx = pfx::build(id, key.pkcs8_der(), &ders, opts)?;
+            p = layout.device_pfx(id);
             staging.write(&p, &pfx, Mode::Secret)?;
             file_list.push((FileKind::Pfx, p.as_path()));
         }

@@ -290,7 +290,7 @@ impl Staging {
         // Under the base, the staged path mirrors the destination and needs
         // no record. Elsewhere, or when this batch already staged `dest`
         // (the later write wins, as the list keeps it later), it is listed.
-        if let Ok(rel) = dest.strip_prefix(&self.base)
+        if let Some(rel) = below(&self.base, dest)
             && rel.file_name().is_some()
         {
             let tmp = self.lane().join(rel);
@@ -438,7 +438,7 @@ impl Staging {
         };
         // Paths relative to `base`, so any process can recover, whatever
         // its working directory.
-        let rel = |p: &Path| p.strip_prefix(&self.base).unwrap_or(p).to_path_buf();
+        let rel = |p: &Path| below(&self.base, p).unwrap_or(p).to_path_buf();
         let old = self.dir.join("old");
         // The journal's steps are made straight from the lanes (staged under
         // a mirror of their destination, with no list kept while staging),
@@ -450,20 +450,29 @@ impl Staging {
             committed: false,
         };
         let mut dirs: std::collections::BTreeSet<PathBuf> = std::collections::BTreeSet::new();
+        // Files come directory by directory: the last parent seen spares
+        // most lookups in `dirs`.
+        let mut last_parent = PathBuf::new();
         let mut step = |tmp: Option<&Path>, dest: &Path, journal: &mut Journal| -> Result<()> {
-            if dest.is_dir() {
+            // One stat answers both "is it a directory" and "does it exist"
+            // (both follow symlinks, as `is_dir` and `exists` did).
+            let found = fs::metadata(dest).ok();
+            if found.as_ref().is_some_and(fs::Metadata::is_dir) {
                 return Err(in_the_way(dest));
             }
             if let Some(parent) = dest.parent()
-                && !dirs.contains(parent)
+                && parent.as_os_str() != last_parent.as_os_str()
             {
-                dirs.insert(parent.to_path_buf());
+                if !dirs.contains(parent) {
+                    dirs.insert(parent.to_path_buf());
+                }
+                parent.clone_into(&mut last_parent);
             }
             let i = journal.moves.len();
             journal.moves.push(JournalMove {
                 tmp: tmp.map(rel),
                 dest: rel(dest),
-                backup: dest.exists().then(|| rel(&old.join(i.to_string()))),
+                backup: found.map(|_| rel(&old.join(i.to_string()))),
             });
             Ok(())
         };
@@ -493,6 +502,29 @@ impl Staging {
         self.committed = true;
         recover(&self.base)
     }
+}
+
+/// `p` relative to `base`, `None` when it is not below it. Paths made by
+/// joining onto `base` start with its bytes: testing that skips
+/// `strip_prefix`'s component walk, which runs for every file of a bulk
+/// batch (twice at commit); anything unusual takes the general path.
+fn below<'a>(base: &Path, p: &'a Path) -> Option<&'a Path> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt as _;
+        if let Some(rest) = p
+            .as_os_str()
+            .as_bytes()
+            .strip_prefix(base.as_os_str().as_bytes())
+            && let Some(rest) = rest.strip_prefix(b"/")
+            && !rest.is_empty()
+            && !rest.starts_with(b"/")
+            && !rest.starts_with(b"./")
+        {
+            return Some(Path::new(std::ffi::OsStr::from_bytes(rest)));
+        }
+    }
+    p.strip_prefix(base).ok()
 }
 
 /// The renames of a commit: put every replaced file aside, then move every

@@ -147,6 +147,16 @@ impl Layout {
 
     /// Path relative to the base, for manifest.json and messages.
     pub fn relative(&self, path: &Path) -> String {
+        // Paths made by joining onto the base start with its text: a string
+        // prefix test skips `strip_prefix`'s component walk and `display`'s
+        // formatting (this runs for every file of every device).
+        if let (Some(p), Some(b)) = (path.to_str(), self.base.to_str())
+            && let Some(rest) = p.strip_prefix(b).and_then(|r| r.strip_prefix('/'))
+            && !rest.is_empty()
+            && !rest.starts_with('/')
+        {
+            return rest.to_string();
+        }
         path.strip_prefix(&self.base)
             .unwrap_or(path)
             .display()
