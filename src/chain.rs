@@ -260,7 +260,10 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
             chain_der: &chain_der,
         },
         tick,
-        &|i, e| lock(&writer)?.push_at(i, e),
+        &|i, e| {
+            let json = crate::manifest::encode_entry(e)?;
+            lock(&writer)?.push_encoded_at(i, json)
+        },
         &mut summary,
     )?;
     writer
@@ -696,7 +699,10 @@ fn add_devices(
             plan,
             signer,
             tick,
-            &|i, e| lock(&writer)?.push_at(i, e),
+            &|i, e| {
+                let json = crate::manifest::encode_entry(e)?;
+                lock(&writer)?.push_encoded_at(i, json)
+            },
             &mut summary,
         )?;
         writer

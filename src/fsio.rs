@@ -149,16 +149,24 @@ const JOURNAL: &str = ".pki-journal.json";
 /// process before it, as a kill -9 would (the next run rolls back). The
 /// kill-point sweep in tests/issue13.rs uses them.
 fn injected_fault(n: usize) -> std::io::Result<()> {
-    let at = |var: &str| {
-        std::env::var(var)
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            == Some(n)
-    };
-    if at("PKI_TEST_CRASH_AT_RENAME") {
+    // Read once per process (tests set them on the child): two getenv
+    // calls per rename were a visible share of a bulk commit.
+    static AT: std::sync::OnceLock<(Option<usize>, Option<usize>)> = std::sync::OnceLock::new();
+    let (crash, fail) = *AT.get_or_init(|| {
+        let at = |var: &str| {
+            std::env::var(var)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+        };
+        (
+            at("PKI_TEST_CRASH_AT_RENAME"),
+            at("PKI_TEST_FAIL_AT_RENAME"),
+        )
+    });
+    if crash == Some(n) {
         std::process::exit(86);
     }
-    if at("PKI_TEST_FAIL_AT_RENAME") {
+    if fail == Some(n) {
         return Err(std::io::Error::other(
             "injected failure (PKI_TEST_FAIL_AT_RENAME)",
         ));
@@ -497,6 +505,9 @@ impl Staging {
             return Err(e);
         }
         journal.committed = true;
+        // A committed journal is only cleaned up (`recover` reads its head,
+        // never its steps), so the steps are not written a second time.
+        journal.moves = Vec::new();
         write_journal(&journal_path, &journal)?;
         drop(journal);
         self.committed = true;

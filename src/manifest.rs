@@ -224,7 +224,13 @@ impl ManifestWriter {
     /// Appends the entry of the `i`th device of a batch, once devices
     /// `0..i` are written (pushed in any order; each `i` once).
     pub fn push_at(&mut self, i: usize, entry: &Entry) -> Result<()> {
-        let json = encode(entry)?;
+        self.push_encoded_at(i, encode(entry)?)
+    }
+
+    /// [`ManifestWriter::push_at`] with the entry already encoded by
+    /// [`encode_entry`]: workers encode before taking the writer's lock,
+    /// so the lock is held only for the copy into the file buffer.
+    pub fn push_encoded_at(&mut self, i: usize, json: Vec<u8>) -> Result<()> {
         if i != self.next {
             self.ahead.insert(i, json);
             return Ok(());
@@ -287,6 +293,11 @@ impl ManifestWriter {
             source,
         })
     }
+}
+
+/// One entry as [`ManifestWriter::push_encoded_at`] takes it.
+pub fn encode_entry(entry: &Entry) -> Result<Vec<u8>> {
+    encode(entry)
 }
 
 fn encode(entry: &Entry) -> Result<Vec<u8>> {
