@@ -523,10 +523,12 @@ fn below<'a>(base: &Path, p: &'a Path) -> Option<&'a Path> {
     #[cfg(unix)]
     {
         use std::os::unix::ffi::OsStrExt as _;
-        if let Some(rest) = p
-            .as_os_str()
-            .as_bytes()
-            .strip_prefix(base.as_os_str().as_bytes())
+        // (An empty base is a prefix of every path, relative or not.)
+        if !base.as_os_str().is_empty()
+            && let Some(rest) = p
+                .as_os_str()
+                .as_bytes()
+                .strip_prefix(base.as_os_str().as_bytes())
             && let Some(rest) = rest.strip_prefix(b"/")
             && !rest.is_empty()
             && !rest.starts_with(b"/")
@@ -767,6 +769,23 @@ fn read_bounded(source: impl std::io::Read, path: &Path) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn below_equals_strip_prefix() {
+        for base in ["", ".", "out", "out/", "/tmp/x", "./a//b", "/"] {
+            let base = Path::new(base);
+            for rel in ["certs/d.pem", "./certs/d.pem", "/certs", ""] {
+                let p = base.join(rel);
+                assert_eq!(below(base, &p), p.strip_prefix(base).ok(), "{base:?} {p:?}");
+            }
+            let other = Path::new("/elsewhere/f");
+            assert_eq!(
+                below(base, other),
+                other.strip_prefix(base).ok(),
+                "{base:?}"
+            );
+        }
+    }
 
     #[test]
     fn secret_files_are_0600_and_replace_atomically() {

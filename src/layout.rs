@@ -167,6 +167,7 @@ impl Layout {
         // prefix test skips `strip_prefix`'s component walk and `display`'s
         // formatting (this runs for every file of every device).
         if let (Some(p), Some(b)) = (path.to_str(), self.base.to_str())
+            && !b.is_empty()
             && let Some(rest) = p.strip_prefix(b).and_then(|r| r.strip_prefix('/'))
             && !rest.is_empty()
             && !rest.starts_with('/')
@@ -188,7 +189,7 @@ mod tests {
     fn fast_paths_equal_join_and_strip_prefix() {
         for base in ["", ".", "out", "out/", "/tmp/x", "./a//b", "/"] {
             let l = Layout::new(base);
-            for id in ["dev-1", "a.b", "..", "x/y"] {
+            for id in ["dev-1", "a.b", "..", "x/y", "/abs"] {
                 let cert = l.base.join("certs").join(format!("{id}.cert.pem"));
                 assert_eq!(l.device_cert(id), cert, "{base:?} {id:?}");
                 assert_eq!(
