@@ -20,7 +20,8 @@
 //! the crypto backend alone (N P-256 key generations and N signatures, no
 //! files) and `openssl speed ecdsap256`. CPU time and peak RSS are the robust
 //! figures on a shared machine; wall time is the median of the runs.
-//! `-- --scale-only` skips the 1,000-device comparison above.
+//! `-- --scale-only` skips the 1,000-device comparison above; `-- --yardsticks`
+//! prints only the backend's keygen and sign costs (no pki runs).
 //!
 //! The tmpfs is `PKI_BENCH_TMPFS` (default `/dev/shm`); the benchmark checks
 //! with statfs that it is one. The disk directory is `PKI_BENCH_DIR` (default
@@ -439,6 +440,21 @@ fn write_section(name: &str, section: &str) {
 fn main() {
     let write = std::env::args().any(|a| a == "--write");
     let million = std::env::args().any(|a| a == "--million");
+    if std::env::args().any(|a| a == "--yardsticks") {
+        // Only the backend's own costs, for comparing hand-run rows on a
+        // shared machine where the full scale run is too heavy.
+        let (keygen, sign) = crypto_baseline(20_000);
+        let rsa = rsa_keygen(9);
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        println!(
+            "aws-lc-rs, one thread, user CPU: P-256 keygen {:.1} µs, sign {:.1} µs, keygen + sign {:.1} µs; RSA-2048 keygen {:.1} ms (median of 9)",
+            us(keygen),
+            us(sign),
+            us(keygen + sign),
+            rsa.as_secs_f64() * 1e3
+        );
+        return;
+    }
     if std::env::args().any(|a| a == "--scale-only") {
         let parent =
             std::env::var_os("PKI_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);

@@ -260,7 +260,10 @@ pub fn new_chain(plan: &ChainPlan, tick: &(dyn Fn() + Sync)) -> Result<Summary> 
             chain_der: &chain_der,
         },
         tick,
-        &|i, e| lock(&writer)?.push_at(i, e),
+        &|i, e| {
+            let json = crate::manifest::encode_entry(e)?;
+            lock(&writer)?.push_encoded_at(i, json)
+        },
         &mut summary,
     )?;
     writer
@@ -369,6 +372,10 @@ fn check_devices_absent(layout: &Layout, plan: &DevicePlan) -> Result<()> {
                 )
             })
             .collect();
+    if existing.is_empty() {
+        // A fresh directory (the bulk case): no per-device paths to build.
+        return Ok(());
+    }
     for id in &plan.ids {
         for p in [layout.device_cert(id), layout.device_key(id)] {
             let name = p
@@ -552,12 +559,13 @@ impl DeviceCtx<'_> {
         } = self.signer;
         let key = plan.key.generate_fresh_for("device", id)?;
         let cert = issue(&Profile::Device, id, &plan.validity, &key, issuer)?;
-        let (c, f, k, p) = (
+        let (c, f, k) = (
             layout.device_cert(id),
             layout.device_full_chain(id),
             layout.device_key(id),
-            layout.device_pfx(id),
         );
+        // Only built when written: most bulk runs have no PFX.
+        let p;
         staging.write(
             &k,
             pkcs8_pem(key.pkcs8_der(), plan.key_password.as_deref())?.as_bytes(),
@@ -578,6 +586,7 @@ impl DeviceCtx<'_> {
                 ders.extend_from_slice(chain_der);
             }
             let pfx = pfx::build(id, key.pkcs8_der(), &ders, opts)?;
+            p = layout.device_pfx(id);
             staging.write(&p, &pfx, Mode::Secret)?;
             file_list.push((FileKind::Pfx, p.as_path()));
         }
@@ -690,7 +699,10 @@ fn add_devices(
             plan,
             signer,
             tick,
-            &|i, e| lock(&writer)?.push_at(i, e),
+            &|i, e| {
+                let json = crate::manifest::encode_entry(e)?;
+                lock(&writer)?.push_encoded_at(i, json)
+            },
             &mut summary,
         )?;
         writer

@@ -149,16 +149,24 @@ const JOURNAL: &str = ".pki-journal.json";
 /// process before it, as a kill -9 would (the next run rolls back). The
 /// kill-point sweep in tests/issue13.rs uses them.
 fn injected_fault(n: usize) -> std::io::Result<()> {
-    let at = |var: &str| {
-        std::env::var(var)
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            == Some(n)
-    };
-    if at("PKI_TEST_CRASH_AT_RENAME") {
+    // Read once per process (tests set them on the child): two getenv
+    // calls per rename were a visible share of a bulk commit.
+    static AT: std::sync::OnceLock<(Option<usize>, Option<usize>)> = std::sync::OnceLock::new();
+    let (crash, fail) = *AT.get_or_init(|| {
+        let at = |var: &str| {
+            std::env::var(var)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+        };
+        (
+            at("PKI_TEST_CRASH_AT_RENAME"),
+            at("PKI_TEST_FAIL_AT_RENAME"),
+        )
+    });
+    if crash == Some(n) {
         std::process::exit(86);
     }
-    if at("PKI_TEST_FAIL_AT_RENAME") {
+    if fail == Some(n) {
         return Err(std::io::Error::other(
             "injected failure (PKI_TEST_FAIL_AT_RENAME)",
         ));
@@ -290,7 +298,7 @@ impl Staging {
         // Under the base, the staged path mirrors the destination and needs
         // no record. Elsewhere, or when this batch already staged `dest`
         // (the later write wins, as the list keeps it later), it is listed.
-        if let Ok(rel) = dest.strip_prefix(&self.base)
+        if let Some(rel) = below(&self.base, dest)
             && rel.file_name().is_some()
         {
             let tmp = self.lane().join(rel);
@@ -438,7 +446,7 @@ impl Staging {
         };
         // Paths relative to `base`, so any process can recover, whatever
         // its working directory.
-        let rel = |p: &Path| p.strip_prefix(&self.base).unwrap_or(p).to_path_buf();
+        let rel = |p: &Path| below(&self.base, p).unwrap_or(p).to_path_buf();
         let old = self.dir.join("old");
         // The journal's steps are made straight from the lanes (staged under
         // a mirror of their destination, with no list kept while staging),
@@ -450,20 +458,29 @@ impl Staging {
             committed: false,
         };
         let mut dirs: std::collections::BTreeSet<PathBuf> = std::collections::BTreeSet::new();
+        // Files come directory by directory: the last parent seen spares
+        // most lookups in `dirs`.
+        let mut last_parent = PathBuf::new();
         let mut step = |tmp: Option<&Path>, dest: &Path, journal: &mut Journal| -> Result<()> {
-            if dest.is_dir() {
+            // One stat answers both "is it a directory" and "does it exist"
+            // (both follow symlinks, as `is_dir` and `exists` did).
+            let found = fs::metadata(dest).ok();
+            if found.as_ref().is_some_and(fs::Metadata::is_dir) {
                 return Err(in_the_way(dest));
             }
             if let Some(parent) = dest.parent()
-                && !dirs.contains(parent)
+                && parent.as_os_str() != last_parent.as_os_str()
             {
-                dirs.insert(parent.to_path_buf());
+                if !dirs.contains(parent) {
+                    dirs.insert(parent.to_path_buf());
+                }
+                parent.clone_into(&mut last_parent);
             }
             let i = journal.moves.len();
             journal.moves.push(JournalMove {
                 tmp: tmp.map(rel),
                 dest: rel(dest),
-                backup: dest.exists().then(|| rel(&old.join(i.to_string()))),
+                backup: found.map(|_| rel(&old.join(i.to_string()))),
             });
             Ok(())
         };
@@ -488,11 +505,39 @@ impl Staging {
             return Err(e);
         }
         journal.committed = true;
+        // A committed journal is only cleaned up (`recover` reads its head,
+        // never its steps), so the steps are not written a second time.
+        journal.moves = Vec::new();
         write_journal(&journal_path, &journal)?;
         drop(journal);
         self.committed = true;
         recover(&self.base)
     }
+}
+
+/// `p` relative to `base`, `None` when it is not below it. Paths made by
+/// joining onto `base` start with its bytes: testing that skips
+/// `strip_prefix`'s component walk, which runs for every file of a bulk
+/// batch (twice at commit); anything unusual takes the general path.
+fn below<'a>(base: &Path, p: &'a Path) -> Option<&'a Path> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt as _;
+        // (An empty base is a prefix of every path, relative or not.)
+        if !base.as_os_str().is_empty()
+            && let Some(rest) = p
+                .as_os_str()
+                .as_bytes()
+                .strip_prefix(base.as_os_str().as_bytes())
+            && let Some(rest) = rest.strip_prefix(b"/")
+            && !rest.is_empty()
+            && !rest.starts_with(b"/")
+            && !rest.starts_with(b"./")
+        {
+            return Some(Path::new(std::ffi::OsStr::from_bytes(rest)));
+        }
+    }
+    p.strip_prefix(base).ok()
 }
 
 /// The renames of a commit: put every replaced file aside, then move every
@@ -724,6 +769,23 @@ fn read_bounded(source: impl std::io::Read, path: &Path) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn below_equals_strip_prefix() {
+        for base in ["", ".", "out", "out/", "/tmp/x", "./a//b", "/"] {
+            let base = Path::new(base);
+            for rel in ["certs/d.pem", "./certs/d.pem", "/certs", ""] {
+                let p = base.join(rel);
+                assert_eq!(below(base, &p), p.strip_prefix(base).ok(), "{base:?} {p:?}");
+            }
+            let other = Path::new("/elsewhere/f");
+            assert_eq!(
+                below(base, other),
+                other.strip_prefix(base).ok(),
+                "{base:?}"
+            );
+        }
+    }
 
     #[test]
     fn secret_files_are_0600_and_replace_atomically() {

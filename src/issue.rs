@@ -149,7 +149,12 @@ impl Ca {
     ) -> Result<Ca> {
         debug_assert!(profile.is_ca());
         let key = key.into();
-        let (cert, params) = issue_with_params(profile, common_name, validity, &key, parent)?;
+        let (cert, mut params) = issue_with_params(profile, common_name, validity, &key, parent)?;
+        // rcgen would hash this CA's public key again for the authority key
+        // identifier of every certificate it signs; the same bytes (the
+        // method's digest of the key) are worked out once here.
+        let key_id = params.key_identifier(&key);
+        params.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(key_id);
         Ok(Ca {
             cert,
             issuer: Issuer::new(params, key),

@@ -145,7 +145,23 @@ impl KeyType {
         };
         let failed = || Error::Crypto(format!("cannot generate a {} key", self.name()));
         let key = EcdsaKeyPair::generate(lc_alg).map_err(|_| failed())?;
-        let pkcs8 = key.to_pkcs8v1().map_err(|_| failed())?.as_ref().to_vec();
+        // `to_pkcs8v1` would marshal the public point again, and aws-lc
+        // converts it to affine coordinates for that: a field inversion,
+        // an eighth of the key's cost. The point is already encoded in
+        // `public_key()`, so the PKCS#8 is assembled around it (the same
+        // bytes, a unit test holds them equal).
+        let curve_oid: &[u8] = match self {
+            KeyType::EcP384 => OID_SECP384R1,
+            _ => OID_PRIME256V1,
+        };
+        let private = {
+            use aws_lc_rs::encoding::AsBigEndian as _;
+            key.private_key().as_be_bytes().map_err(|_| failed())?
+        };
+        let pkcs8 = {
+            use aws_lc_rs::signature::KeyPair as _;
+            ec_pkcs8(curve_oid, private.as_ref(), key.public_key().as_ref())
+        };
         Ok(GeneratedKey {
             pkcs8,
             alg,
@@ -223,12 +239,94 @@ impl fmt::Display for KeyType {
     }
 }
 
-/// Encodes DER as PEM with LF line endings (the `pem` crate defaults to CRLF).
+/// DER of the `ecPublicKey` algorithm OID (RFC 5480).
+const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+/// DER of the P-256 curve OID.
+const OID_PRIME256V1: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+/// DER of the P-384 curve OID.
+const OID_SECP384R1: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+
+/// Size of a DER TLV whose value is `len` bytes.
+fn tlv_size(len: usize) -> usize {
+    1 + der_len_size(len) + len
+}
+
+fn der_len_size(len: usize) -> usize {
+    match len {
+        0..0x80 => 1,
+        0x80..0x100 => 2,
+        _ => 3,
+    }
+}
+
+/// Writes a DER tag and length (values here are far below 64 KiB).
+fn der_header(out: &mut Vec<u8>, tag: u8, len: usize) {
+    out.push(tag);
+    match len {
+        0..0x80 => out.push(len as u8),
+        0x80..0x100 => out.extend_from_slice(&[0x81, len as u8]),
+        _ => out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]),
+    }
+}
+
+/// PKCS#8 v1 (RFC 5208) of an EC key: the RFC 5915 `ECPrivateKey` with the
+/// public key and without the curve parameters (they are in the algorithm
+/// identifier), which is what aws-lc's `EVP_marshal_private_key` writes.
+/// `private` is the fixed-length big-endian scalar, `public` the SEC1 point.
+fn ec_pkcs8(curve_oid: &[u8], private: &[u8], public: &[u8]) -> Vec<u8> {
+    let bits = 1 + public.len();
+    let tagged_public = tlv_size(bits);
+    let ec_key = 3 + tlv_size(private.len()) + tlv_size(tagged_public);
+    let alg_id = OID_EC_PUBLIC_KEY.len() + curve_oid.len();
+    let body = 3 + tlv_size(alg_id) + tlv_size(tlv_size(ec_key));
+    let mut out = Vec::with_capacity(tlv_size(body));
+    der_header(&mut out, 0x30, body);
+    out.extend_from_slice(&[0x02, 0x01, 0x00]);
+    der_header(&mut out, 0x30, alg_id);
+    out.extend_from_slice(OID_EC_PUBLIC_KEY);
+    out.extend_from_slice(curve_oid);
+    der_header(&mut out, 0x04, tlv_size(ec_key));
+    der_header(&mut out, 0x30, ec_key);
+    out.extend_from_slice(&[0x02, 0x01, 0x01]);
+    der_header(&mut out, 0x04, private.len());
+    out.extend_from_slice(private);
+    der_header(&mut out, 0xa1, tagged_public);
+    der_header(&mut out, 0x03, bits);
+    out.push(0x00);
+    out.extend_from_slice(public);
+    out
+}
+
+/// Encodes DER as PEM with LF line endings, as the `pem` crate's
+/// `encode_config` with LF does (a unit test holds them equal), but in one
+/// preallocated String: this runs twice per device.
 pub fn pem_lf(tag: &str, der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new(tag, der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
+    let mut out = String::new();
+    push_pem_lf(&mut out, tag, der);
+    out
+}
+
+/// Appends the PEM of `der` to `out` (see [`pem_lf`]).
+pub fn push_pem_lf(out: &mut String, tag: &str, der: &[u8]) {
+    use base64::Engine as _;
+    let chars = der.len().div_ceil(3) * 4;
+    out.reserve(2 * tag.len() + 30 + chars + chars.div_ceil(64));
+    out.push_str("-----BEGIN ");
+    out.push_str(tag);
+    out.push_str("-----\n");
+    // 48 bytes are exactly one 64-character line, so every line but the
+    // last is unpadded and encoding line by line equals wrapping the whole.
+    let mut line = [0u8; 65];
+    for chunk in der.chunks(48) {
+        let n = base64::engine::general_purpose::STANDARD
+            .encode_slice(chunk, &mut line)
+            .expect("48 bytes encode to 64 characters, which fit the line");
+        line[n] = b'\n';
+        out.push_str(std::str::from_utf8(&line[..=n]).expect("base64 and a newline are ASCII"));
+    }
+    out.push_str("-----END ");
+    out.push_str(tag);
+    out.push_str("-----\n");
 }
 
 /// The PKCS#8 PEM text of a key we generated, encrypted when a password is given.
@@ -477,6 +575,45 @@ pub fn describe(key: &impl rcgen::PublicKeyData) -> &'static str {
 mod tests {
     use super::*;
     use rcgen::PublicKeyData;
+
+    #[test]
+    fn pem_lf_matches_the_pem_crate() {
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(700).collect();
+        for n in (0..200).chain([479, 480, 481, 700]) {
+            let want = pem::encode_config(
+                &pem::Pem::new("CERTIFICATE", bytes[..n].to_vec()),
+                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+            );
+            assert_eq!(pem_lf("CERTIFICATE", &bytes[..n]), want, "{n} bytes");
+        }
+    }
+
+    #[test]
+    fn assembled_pkcs8_equals_aws_lc() {
+        use aws_lc_rs::encoding::AsBigEndian as _;
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair,
+            KeyPair as _,
+        };
+        for (alg, oid) in [
+            (&ECDSA_P256_SHA256_ASN1_SIGNING, OID_PRIME256V1),
+            (&ECDSA_P384_SHA384_ASN1_SIGNING, OID_SECP384R1),
+        ] {
+            for _ in 0..50 {
+                let key = EcdsaKeyPair::generate(alg).unwrap();
+                let private = key.private_key().as_be_bytes().unwrap();
+                assert_eq!(
+                    ec_pkcs8(oid, private.as_ref(), key.public_key().as_ref()),
+                    key.to_pkcs8v1().unwrap().as_ref()
+                );
+            }
+        }
+        for kt in [KeyType::EcP256, KeyType::EcP384] {
+            let key = kt.generate_fresh().unwrap();
+            let parsed = KeyPair::try_from(key.pkcs8_der()).unwrap();
+            assert_eq!(parsed.der_bytes(), key.der_bytes());
+        }
+    }
 
     #[test]
     fn generated_keys_round_trip_plain_and_encrypted() {

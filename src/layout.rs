@@ -55,6 +55,22 @@ impl Layout {
         &self.base
     }
 
+    /// `base/dir/{id}{suffix}`, the path `base.join(dir).join(id + suffix)`
+    /// makes, in one allocation: this runs for every file of every device.
+    fn device_file(&self, dir: &str, id: &str, suffix: &str) -> PathBuf {
+        if id.is_empty() || id.contains('/') {
+            // Not a registration ID; `join` decides what it means.
+            return self.base.join(dir).join(format!("{id}{suffix}"));
+        }
+        let base = self.base.as_os_str();
+        let mut p = PathBuf::with_capacity(base.len() + dir.len() + id.len() + suffix.len() + 2);
+        p.push(base);
+        p.push(dir);
+        p.push(id);
+        p.as_mut_os_string().push(suffix);
+        p
+    }
+
     /// `certs/`.
     pub fn certs_dir(&self) -> PathBuf {
         self.base.join("certs")
@@ -102,22 +118,22 @@ impl Layout {
 
     /// A device's (or edge CA's) certificate.
     pub fn device_cert(&self, id: &str) -> PathBuf {
-        self.certs_dir().join(format!("{id}.cert.pem"))
+        self.device_file("certs", id, ".cert.pem")
     }
 
     /// A device's full chain: leaf, intermediates, root.
     pub fn device_full_chain(&self, id: &str) -> PathBuf {
-        self.certs_dir().join(format!("{id}-full-chain.cert.pem"))
+        self.device_file("certs", id, "-full-chain.cert.pem")
     }
 
     /// A device's private key.
     pub fn device_key(&self, id: &str) -> PathBuf {
-        self.private_dir().join(format!("{id}.key.pem"))
+        self.device_file("private", id, ".key.pem")
     }
 
     /// A device's PKCS#12 file.
     pub fn device_pfx(&self, id: &str) -> PathBuf {
-        self.certs_dir().join(format!("{id}.cert.pfx"))
+        self.device_file("certs", id, ".cert.pfx")
     }
 
     /// The manifest of everything issued.
@@ -147,9 +163,46 @@ impl Layout {
 
     /// Path relative to the base, for manifest.json and messages.
     pub fn relative(&self, path: &Path) -> String {
+        // Paths made by joining onto the base start with its text: a string
+        // prefix test skips `strip_prefix`'s component walk and `display`'s
+        // formatting (this runs for every file of every device).
+        if let (Some(p), Some(b)) = (path.to_str(), self.base.to_str())
+            && !b.is_empty()
+            && let Some(rest) = p.strip_prefix(b).and_then(|r| r.strip_prefix('/'))
+            && !rest.is_empty()
+            && !rest.starts_with('/')
+        {
+            return rest.to_string();
+        }
         path.strip_prefix(&self.base)
             .unwrap_or(path)
             .display()
             .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_paths_equal_join_and_strip_prefix() {
+        for base in ["", ".", "out", "out/", "/tmp/x", "./a//b", "/"] {
+            let l = Layout::new(base);
+            for id in ["dev-1", "a.b", "..", "x/y", "/abs"] {
+                let cert = l.base.join("certs").join(format!("{id}.cert.pem"));
+                assert_eq!(l.device_cert(id), cert, "{base:?} {id:?}");
+                assert_eq!(
+                    l.device_key(id),
+                    l.base.join("private").join(format!("{id}.key.pem"))
+                );
+                let slow = cert
+                    .strip_prefix(&l.base)
+                    .unwrap_or(&cert)
+                    .display()
+                    .to_string();
+                assert_eq!(l.relative(&cert), slow, "{base:?} {id:?}");
+            }
+        }
     }
 }
