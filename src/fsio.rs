@@ -12,18 +12,22 @@
 //! that fails half-way (a bad password, a full disk, a directory where a key
 //! should go) therefore leaves the existing CA and devices untouched.
 //!
-//! A batch keeps no list of its files while staging, so a million devices
-//! stage in flat memory: a file bound for `<base>/certs/x.pem` is staged as
-//! `<lane>/certs/x.pem`, and the commit walks the lanes to find them (the
-//! commit's journal then lists every file, as crash recovery needs).
+//! A batch keeps no list of its files, so a million devices stage in flat
+//! memory: a file bound for `<base>/certs/x.pem` is staged as
+//! `<lane>/certs/x.pem`, and the commit walks the lanes to find them. The
+//! commit is all or nothing across crashes: it streams a journal of every
+//! move to disk first (a line per file, never a list in memory), puts the
+//! files it replaces aside, and the next run rolls an interrupted commit
+//! back ([`recover`]).
 //!
 //! Durability (surviving power loss, not just interruption) costs an fsync.
 //! Single files get one each; a batch is flushed once with `syncfs`, because
 //! an fsync per file made 1000 devices take 2.6 s instead of 0.2 s.
 
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -99,9 +103,13 @@ fn write_new(path: &Path, data: &[u8], mode: Mode, fsync: bool) -> std::io::Resu
 /// system as their destinations); [`Staging::commit`] renames them into
 /// place. Dropping an uncommitted batch deletes what it staged.
 ///
-/// Each writer thread gets its own subdirectory: file creation takes the
-/// directory's lock, and one shared directory made two threads spend most
-/// of their time spinning on it (`rwsem_spin_on_owner` in a profile).
+/// Each writer thread gets its own subdirectory (a lane): file creation
+/// takes the directory's lock, and one shared directory made two threads
+/// spend most of their time spinning on it (`rwsem_spin_on_owner` in a
+/// profile). A file bound for `<base>/certs/x.pem` is staged as
+/// `<lane>/certs/x.pem`, so the batch needs no list of its files; only the
+/// few that cannot mirror their destination (outside `base`, staged twice,
+/// written in pieces) and the removals are listed.
 #[derive(Debug)]
 pub struct Staging {
     dir: PathBuf,
@@ -113,21 +121,28 @@ pub struct Staging {
 
 /// The journal of a commit in progress (`<base>/.pki-journal.json`): what
 /// moves where and where each replaced file was put aside, so the next run
-/// rolls an interrupted commit back (or, once `committed`, forward).
+/// rolls an interrupted commit back.
+///
+/// It is written as a stream, one line per file, so a million devices need
+/// no list in memory: the first line is this head (JSON); then a line per
+/// laned file, `<lane> <b|-> <path>`: the file staged at
+/// `<dir>/<lane>/<path>` goes to `<base>/<path>`, and with `b` the file it
+/// replaces is put aside at `<dir>/old/<lane>/<path>` (`\` and newline in
+/// `<path>` escaped as `\\` and `\n`); then a line per listed step (a
+/// [`JournalMove`] as JSON, starting with `{`). The journal is complete and
+/// on disk before it is renamed into place, and removing it is the commit
+/// point.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Journal {
+struct JournalHead {
     /// The staging directory (holds the new files and the backups).
     dir: PathBuf,
-    /// Every step, in order.
+    /// Steps held in the head itself (journals of earlier versions, which
+    /// were one JSON document); new journals list them on their own lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     moves: Vec<JournalMove>,
-    /// Set once every new file is in place: only cleanup remains.
-    committed: bool,
-}
-
-/// The journal without its steps.
-#[derive(serde::Deserialize)]
-struct JournalHead {
-    dir: PathBuf,
+    /// Earlier versions: set once every new file was in place (only
+    /// cleanup remained). Now the journal is removed at that point instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     committed: bool,
 }
 
@@ -147,7 +162,7 @@ const JOURNAL: &str = ".pki-journal.json";
 /// `PKI_TEST_FAIL_AT_RENAME=N` makes the Nth rename of a commit fail (the
 /// commit rolls back in process), `PKI_TEST_CRASH_AT_RENAME=N` ends the
 /// process before it, as a kill -9 would (the next run rolls back). The
-/// kill-point sweep in tests/issue13.rs uses them.
+/// kill-point sweep in tests/reliability.rs uses them.
 fn injected_fault(n: usize) -> std::io::Result<()> {
     // Read once per process (tests set them on the child): two getenv
     // calls per rename were a visible share of a bulk commit.
@@ -173,65 +188,179 @@ fn injected_fault(n: usize) -> std::io::Result<()> {
     }
     Ok(())
 }
+/// One step of a journal, with paths relative to `base` (absolute for a
+/// destination outside it).
+struct Step {
+    tmp: Option<PathBuf>,
+    dest: PathBuf,
+    backup: Option<PathBuf>,
+}
+
+/// Reads the journal at `path` step by step (never all of it at once):
+/// `f` gets each step, in the order written. Returns the head.
+fn read_journal(
+    path: &Path,
+    f: &mut dyn FnMut(&JournalHead, Step) -> Result<()>,
+) -> Result<JournalHead> {
+    use std::io::BufRead;
+    let rerr = |source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let damaged = |e: &dyn std::fmt::Display| {
+        Error::input(format!(
+            "{} is damaged ({e}); it records an interrupted pki run: check the directory by hand, then delete it",
+            path.display()
+        ))
+    };
+    let mut r = std::io::BufReader::new(fs::File::open(path).map_err(rerr)?);
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line).map_err(rerr)?;
+    let mut head: JournalHead = serde_json::from_slice(&line).map_err(|e| damaged(&e))?;
+    for m in std::mem::take(&mut head.moves) {
+        f(
+            &head,
+            Step {
+                tmp: m.tmp,
+                dest: m.dest,
+                backup: m.backup,
+            },
+        )?;
+    }
+    let lanes = head.dir.clone();
+    let old = head.dir.join("old");
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line).map_err(rerr)? == 0 {
+            break;
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        if text.first() == Some(&b'{') {
+            let m: JournalMove = serde_json::from_slice(text).map_err(|e| damaged(&e))?;
+            f(
+                &head,
+                Step {
+                    tmp: m.tmp,
+                    dest: m.dest,
+                    backup: m.backup,
+                },
+            )?;
+            continue;
+        }
+        let mut parts = text.splitn(3, |&b| b == b' ');
+        let (Some(lane), Some(flag), Some(rel)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(damaged(&"a line without its three fields"));
+        };
+        let lane = std::str::from_utf8(lane)
+            .ok()
+            .filter(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| damaged(&"a lane that is not a number"))?;
+        let rel = unescape(rel).ok_or_else(|| damaged(&"a path that is not escaped right"))?;
+        if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(damaged(&"a path outside the directory"));
+        }
+        f(
+            &head,
+            Step {
+                tmp: Some(lanes.join(lane).join(&rel)),
+                backup: match flag {
+                    b"b" => Some(old.join(lane).join(&rel)),
+                    b"-" => None,
+                    _ => return Err(damaged(&"an unknown backup flag")),
+                },
+                dest: rel,
+            },
+        )?;
+    }
+    Ok(head)
+}
+
+/// Writes `p` for a journal line: `\` and newline escaped.
+fn escape(p: &Path, out: &mut Vec<u8>) {
+    for &b in p.as_os_str().as_encoded_bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            _ => out.push(b),
+        }
+    }
+}
+
+fn unescape(bytes: &[u8]) -> Option<PathBuf> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut it = bytes.iter();
+    while let Some(&b) = it.next() {
+        if b == b'\\' {
+            match it.next() {
+                Some(b'\\') => out.push(b'\\'),
+                Some(b'n') => out.push(b'\n'),
+                _ => return None,
+            }
+        } else {
+            out.push(b);
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        Some(PathBuf::from(std::ffi::OsString::from_vec(out)))
+    }
+    #[cfg(not(unix))]
+    String::from_utf8(out).ok().map(PathBuf::from)
+}
 
 /// Finishes a commit an earlier run left half done (killed, power lost):
-/// rolls it back to the complete old state, or forward when every new file
-/// was already in place. Called before a run looks at the directory.
+/// rolls it back to the complete old state. Called before a run looks at
+/// the directory.
 pub fn recover(base: &Path) -> Result<()> {
     if !base.is_dir() {
         // Nothing was ever committed there (or it is a file: refused later).
         return Ok(());
     }
     let path = base.join(JOURNAL);
-    let data = match fs::read(&path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(Error::Read { path, source }),
-    };
-    let damaged = |e: serde_json::Error| {
-        Error::input(format!(
-            "{} is damaged ({e}); it records an interrupted pki run: check the directory by hand, then delete it",
-            path.display()
-        ))
-    };
-    // A committed journal needs only cleaning up: its steps (one per file
-    // of the batch) are skipped, not parsed into memory.
-    let head: JournalHead = serde_json::from_slice(&data).map_err(damaged)?;
-    let journal: Journal = if head.committed {
-        Journal {
-            dir: head.dir,
-            moves: Vec::new(),
-            committed: true,
+    if let Err(e) = fs::symlink_metadata(&path) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return Ok(());
         }
-    } else {
-        serde_json::from_slice(&data).map_err(damaged)?
-    };
-    drop(data);
+        return Err(Error::Read { path, source: e });
+    }
     let werr = |p: &Path| {
         let p = p.to_path_buf();
         move |source| Error::Write { path: p, source }
     };
-    if !journal.committed {
-        for m in journal.moves.iter().rev() {
-            let dest = base.join(&m.dest);
-            // Undo "new file moved in": the staged file is gone and the
-            // destination is the new one.
-            if let Some(tmp) = m.tmp.as_ref().map(|t| base.join(t))
-                && !tmp.exists()
-                && dest.exists()
-            {
-                fs::rename(&dest, &tmp).map_err(werr(&dest))?;
-            }
-            // Undo "old file put aside".
-            if let Some(b) = m.backup.as_ref().map(|b| base.join(b))
-                && b.exists()
-            {
-                fs::rename(&b, &dest).map_err(werr(&dest))?;
-            }
+    // Each step is undone on its own: a batch never stages two files for
+    // one destination, so the order does not matter, and undoing a step
+    // twice (a kill during recovery) changes nothing the second time.
+    // (A journal of an earlier version marked `committed` only needs its
+    // cleanup.)
+    let mut undo = |head: &JournalHead, s: Step| -> Result<()> {
+        if head.committed {
+            return Ok(());
         }
-    }
-    let _ = fs::remove_dir_all(base.join(&journal.dir));
+        let dest = base.join(&s.dest);
+        // Undo "new file moved in": the staged file is gone and the
+        // destination is the new one.
+        if let Some(tmp) = s.tmp.as_ref().map(|t| base.join(t))
+            && fs::symlink_metadata(&tmp).is_err()
+            && fs::symlink_metadata(&dest).is_ok()
+        {
+            fs::rename(&dest, &tmp).map_err(werr(&dest))?;
+        }
+        // Undo "old file put aside".
+        if let Some(b) = s.backup.as_ref().map(|b| base.join(b))
+            && fs::symlink_metadata(&b).is_ok()
+        {
+            fs::rename(&b, &dest).map_err(werr(&dest))?;
+        }
+        Ok(())
+    };
+    let head = read_journal(&path, &mut undo)?;
+    // The old state is on disk before the journal that restores it goes;
+    // a kill after that leaves only a staging directory, which the next
+    // batch clears (its process is gone).
+    sync_dir(base)?;
     fs::remove_file(&path).map_err(werr(&path))?;
+    let _ = fs::remove_dir_all(base.join(&head.dir));
     sync_dir(base)
 }
 
@@ -300,6 +429,7 @@ impl Staging {
         // (the later write wins, as the list keeps it later), it is listed.
         if let Some(rel) = below(&self.base, dest)
             && rel.file_name().is_some()
+            && plain(rel)
         {
             let tmp = self.lane().join(rel);
             let mut result = write_new(&tmp, data, mode, false);
@@ -324,7 +454,7 @@ impl Staging {
         }
         let tmp = self.listed_path();
         write_new(&tmp, data, mode, false).map_err(werr)?;
-        self.record(tmp, dest)
+        self.record(Some(tmp), dest)
     }
 
     /// Creates a staged file for `dest` to be written in pieces; it is moved
@@ -343,82 +473,27 @@ impl Staging {
             path: dest.to_path_buf(),
             source,
         })?;
-        self.record(tmp, dest)?;
+        self.record(Some(tmp), dest)?;
         Ok(file)
     }
 
-    /// A fresh name for a listed file, beside (never clashing with) the lanes.
+    /// Removes `dest` as part of the batch (if it exists at commit time).
+    pub fn remove(&self, dest: &Path) -> Result<()> {
+        self.record(None, dest)
+    }
+
+    /// A fresh name for a listed file, beside (never clashing with) the
+    /// lanes, `old/` and the journal.
     fn listed_path(&self) -> PathBuf {
         self.dir
             .join(format!("f{}", COUNTER.fetch_add(1, Ordering::Relaxed)))
     }
 
-    fn record(&self, tmp: PathBuf, dest: &Path) -> Result<()> {
+    fn record(&self, tmp: Option<PathBuf>, dest: &Path) -> Result<()> {
         self.moves
             .lock()
             .map_err(|_| Error::failed("a writer thread panicked"))?
-            .push((Some(tmp), dest.to_path_buf()));
-        Ok(())
-    }
-
-    /// Calls `f(staged, destination)` for every file staged in the lanes.
-    ///
-    /// Reads each directory again after a pass, until a pass finds nothing
-    /// to do or `f` leaves the files alone: whether readdir returns every
-    /// entry while `f` renames entries out of the directory is unspecified.
-    fn each_laned(
-        &self,
-        f: &mut dyn FnMut(&Path, &Path) -> Result<()>,
-        moving: bool,
-    ) -> Result<()> {
-        fn walk(
-            dir: &Path,
-            dest: &Path,
-            f: &mut dyn FnMut(&Path, &Path) -> Result<()>,
-            moving: bool,
-        ) -> Result<()> {
-            loop {
-                let entries = match fs::read_dir(dir) {
-                    Ok(entries) => entries,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                    Err(source) => {
-                        return Err(Error::Write {
-                            path: dir.to_path_buf(),
-                            source,
-                        });
-                    }
-                };
-                let mut files = 0usize;
-                for entry in entries {
-                    let entry = entry.map_err(|source| Error::Write {
-                        path: dir.to_path_buf(),
-                        source,
-                    })?;
-                    let (from, to) = (entry.path(), dest.join(entry.file_name()));
-                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                        walk(&from, &to, f, moving)?;
-                    } else {
-                        files += 1;
-                        f(&from, &to)?;
-                    }
-                }
-                if files == 0 || !moving {
-                    return Ok(());
-                }
-            }
-        }
-        for lane in &self.lanes {
-            walk(lane, &self.base, f, moving)?;
-        }
-        Ok(())
-    }
-
-    /// Removes `dest` as part of the batch (if it exists at commit time).
-    pub fn remove(&self, dest: &Path) -> Result<()> {
-        self.moves
-            .lock()
-            .map_err(|_| Error::failed("a writer thread panicked"))?
-            .push((None, dest.to_path_buf()));
+            .push((tmp, dest.to_path_buf()));
         Ok(())
     }
 
@@ -427,47 +502,95 @@ impl Staging {
     ///
     /// Destinations are checked first (a directory in the way, a directory
     /// that is not writable), so the usual reasons a rename fails stop the
-    /// batch before anything is replaced. Then a journal is written, each
+    /// batch before anything is replaced; the same pass streams the journal
+    /// into the staging directory, walking the lanes (memory stays flat in
+    /// the number of files). Then the journal is moved into place, each
     /// file being replaced is put aside into the staging directory, and the
     /// new files are moved in. A failure rolls back at once; a kill leaves
     /// the journal, and the next run ([`recover`]) rolls back.
     pub fn commit(mut self) -> Result<()> {
-        let moves = std::mem::take(
+        let listed = std::mem::take(
             &mut *self
                 .moves
                 .lock()
                 .map_err(|_| Error::failed("a writer thread panicked"))?,
         );
-        let in_the_way = |dest: &Path| {
-            Error::input(format!(
-                "{} is a directory, where pki needs to write a file; move it away and run again",
-                dest.display()
-            ))
+        // One step per destination: a later listed step wins over an
+        // earlier one and over the laned file (which was staged first).
+        let mut last: HashMap<PathBuf, usize> = HashMap::new();
+        for (i, (_, dest)) in listed.iter().enumerate() {
+            last.insert(dest.clone(), i);
+        }
+        let mut steps = Vec::new();
+        for (i, (tmp, dest)) in listed.into_iter().enumerate() {
+            if last.get(&dest) == Some(&i) {
+                steps.push((tmp, dest));
+            } else if let Some(tmp) = tmp {
+                let _ = fs::remove_file(tmp);
+            }
+        }
+
+        let old = self.dir.join("old");
+        let journal_tmp = self.dir.join("journal");
+        let werr = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| Error::Write { path: p, source }
+        };
+        fs::create_dir(&old).map_err(werr(&old))?;
+        let mut journal = JournalWriter {
+            out: std::io::BufWriter::with_capacity(
+                64 * 1024,
+                fs::File::create_new(&journal_tmp).map_err(werr(&journal_tmp))?,
+            ),
+            path: &journal_tmp,
+            line: Vec::new(),
         };
         // Paths relative to `base`, so any process can recover, whatever
         // its working directory.
-        let rel = |p: &Path| below(&self.base, p).unwrap_or(p).to_path_buf();
-        let old = self.dir.join("old");
-        // The journal's steps are made straight from the lanes (staged under
-        // a mirror of their destination, with no list kept while staging),
-        // one small entry per file; listed files come after them, so a later
-        // write of the same destination wins.
-        let mut journal = Journal {
+        let base = self.base.clone();
+        let rel = |p: &Path| below(&base, p).unwrap_or(p).to_path_buf();
+        let mut head = serde_json::to_vec(&JournalHead {
             dir: rel(&self.dir),
             moves: Vec::new(),
             committed: false,
-        };
-        let mut dirs: std::collections::BTreeSet<PathBuf> = std::collections::BTreeSet::new();
-        // Files come directory by directory: the last parent seen spares
-        // most lookups in `dirs`.
+        })
+        .map_err(|e| Error::failed(format!("cannot encode the commit journal: {e}")))?;
+        head.push(b'\n');
+        journal.raw(&head)?;
+
+        // Every directory a file moves into or out of, checked once (the
+        // lane walk notes each directory once, not each file).
+        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut backups = 0usize;
+        for (i, lane) in self.lanes.iter().enumerate() {
+            let lane_old = old.join(i.to_string());
+            let mut visit = |tmp: &Path, dest: &Path, rel_dest: &Path| -> Result<()> {
+                if last.contains_key(dest) {
+                    // Staged again later, in the list: that one wins.
+                    let _ = fs::remove_file(tmp);
+                    return Ok(());
+                }
+                let replaced = existing(dest)?;
+                if replaced {
+                    backups += 1;
+                    let aside = lane_old.join(rel_dest);
+                    if let Some(parent) = aside.parent()
+                        && !parent.is_dir()
+                    {
+                        fs::create_dir_all(parent).map_err(werr(parent))?;
+                    }
+                }
+                journal.laned(i, replaced, rel_dest)
+            };
+            walk_lane(lane, &self.base, Path::new(""), &mut dirs, &mut visit)?;
+        }
+        drop(last);
         let mut last_parent = PathBuf::new();
-        let mut step = |tmp: Option<&Path>, dest: &Path, journal: &mut Journal| -> Result<()> {
-            // One stat answers both "is it a directory" and "does it exist"
-            // (both follow symlinks, as `is_dir` and `exists` did).
-            let found = fs::metadata(dest).ok();
-            if found.as_ref().is_some_and(fs::Metadata::is_dir) {
-                return Err(in_the_way(dest));
-            }
+        for (n, (tmp, dest)) in steps.iter().enumerate() {
+            let backup = existing(dest)?.then(|| {
+                backups += 1;
+                rel(&old.join(format!("f{n}")))
+            });
             if let Some(parent) = dest.parent()
                 && parent.as_os_str() != last_parent.as_os_str()
             {
@@ -476,43 +599,180 @@ impl Staging {
                 }
                 parent.clone_into(&mut last_parent);
             }
-            let i = journal.moves.len();
-            journal.moves.push(JournalMove {
-                tmp: tmp.map(rel),
+            journal.listed(&JournalMove {
+                tmp: tmp.as_deref().map(rel),
                 dest: rel(dest),
-                backup: found.map(|_| rel(&old.join(i.to_string()))),
-            });
-            Ok(())
-        };
-        self.each_laned(&mut |tmp, dest| step(Some(tmp), dest, &mut journal), false)?;
-        for (tmp, dest) in &moves {
-            step(tmp.as_deref(), dest, &mut journal)?;
+                backup,
+            })?;
         }
-        drop(moves);
+        drop(steps);
+        journal.finish()?;
         for d in &dirs {
             check_writable(d)?;
         }
-        fs::create_dir(&old).map_err(|source| Error::Write {
-            path: old.clone(),
-            source,
-        })?;
+        drop(dirs);
+
+        // The journal in place (and, with the batch, on disk) is the
+        // intent: from here on a kill is rolled back by the next run.
         let journal_path = self.base.join(JOURNAL);
-        write_journal(&journal_path, &journal)?;
-        if let Err(e) = apply(&self.base, &journal) {
+        fs::rename(&journal_tmp, &journal_path).map_err(werr(&journal_path))?;
+        // From here on the staging directory holds what the journal names
+        // (recovery takes a missing staged file for one moved in): it is
+        // left for recovery, never dropped with the batch.
+        self.committed = true;
+        sync_dir(&self.base)?;
+        if let Err(e) = apply(&self.base, &journal_path, backups > 0) {
             // Put everything back now; recover() does the same after a kill.
             recover(&self.base)?;
-            self.committed = true;
             return Err(e);
         }
-        journal.committed = true;
-        // A committed journal is only cleaned up (`recover` reads its head,
-        // never its steps), so the steps are not written a second time.
-        journal.moves = Vec::new();
-        write_journal(&journal_path, &journal)?;
-        drop(journal);
-        self.committed = true;
-        recover(&self.base)
+        // Every new file is in place and on disk; removing the journal is
+        // the commit point. The backups go with the staging directory (a
+        // kill before that leaves it to the next batch's cleanup).
+        sync_dir(&self.base)?;
+        fs::remove_file(&journal_path).map_err(werr(&journal_path))?;
+        let _ = fs::remove_dir_all(&self.dir);
+        sync_dir(&self.base)
     }
+}
+
+/// Whether every component of `rel` (a path below the base) is a plain
+/// name, so that the lane mirrors it; a byte scan, not a component walk.
+fn plain(rel: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt as _;
+        rel.as_os_str()
+            .as_bytes()
+            .split(|&b| b == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b"..")
+    }
+    #[cfg(not(unix))]
+    rel.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+/// Whether `dest` exists (a file or a link to be replaced); a directory
+/// there is refused.
+fn existing(dest: &Path) -> Result<bool> {
+    match fs::symlink_metadata(dest) {
+        Ok(m) if m.is_dir() || (m.file_type().is_symlink() && dest.is_dir()) => {
+            Err(Error::input(format!(
+                "{} is a directory, where pki needs to write a file; move it away and run again",
+                dest.display()
+            )))
+        }
+        Ok(_) => Ok(true),
+        Err(_) => Ok(false),
+    }
+}
+
+/// Calls `visit(staged, destination, relative destination)` for every file
+/// staged under `dir` (a lane, or a directory in it, mirroring
+/// `<base>/<rel>`), and adds each destination directory to `dirs`. Reads
+/// the directories only; nothing is moved while they are read.
+fn walk_lane(
+    dir: &Path,
+    base: &Path,
+    rel: &Path,
+    dirs: &mut BTreeSet<PathBuf>,
+    visit: &mut dyn FnMut(&Path, &Path, &Path) -> Result<()>,
+) -> Result<()> {
+    let werr = |source| Error::Write {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(werr(source)),
+    };
+    let dest_dir = base.join(rel);
+    let mut noted = false;
+    for entry in entries {
+        let entry = entry.map_err(werr)?;
+        let (from, rel_to) = (entry.path(), rel.join(entry.file_name()));
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            walk_lane(&from, base, &rel_to, dirs, visit)?;
+        } else {
+            if !noted {
+                dirs.insert(dest_dir.clone());
+                noted = true;
+            }
+            visit(&from, &base.join(&rel_to), &rel_to)?;
+        }
+    }
+    Ok(())
+}
+
+/// The journal being written into the staging directory (see [`JournalHead`]).
+struct JournalWriter<'a> {
+    out: std::io::BufWriter<fs::File>,
+    path: &'a Path,
+    line: Vec<u8>,
+}
+
+impl JournalWriter<'_> {
+    fn laned(&mut self, lane: usize, replaced: bool, rel: &Path) -> Result<()> {
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        line.extend_from_slice(lane.to_string().as_bytes());
+        line.extend_from_slice(if replaced { b" b " } else { b" - " });
+        escape(rel, &mut line);
+        line.push(b'\n');
+        let result = self.raw(&line);
+        self.line = line;
+        result
+    }
+
+    fn listed(&mut self, m: &JournalMove) -> Result<()> {
+        let mut json = serde_json::to_vec(m)
+            .map_err(|e| Error::failed(format!("cannot encode the commit journal: {e}")))?;
+        json.push(b'\n');
+        self.raw(&json)
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.write_all(bytes).map_err(|source| Error::Write {
+            path: self.path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Flushes the journal and syncs it to disk.
+    fn finish(self) -> Result<()> {
+        let path = self.path.to_path_buf();
+        self.out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
+            .map_err(|source| Error::Write { path, source })
+    }
+}
+
+/// The renames of a commit, read back from the journal: put every replaced
+/// file aside (a pass only when there is one), then move every new file in.
+fn apply(base: &Path, journal: &Path, backups: bool) -> Result<()> {
+    let mut n = 0;
+    let mut rename = |from: &Path, to: &Path| {
+        n += 1;
+        injected_fault(n)
+            .and_then(|()| fs::rename(from, to))
+            .map_err(|source| Error::Write {
+                path: to.to_path_buf(),
+                source,
+            })
+    };
+    if backups {
+        read_journal(journal, &mut |_, s| match &s.backup {
+            Some(b) => rename(&base.join(&s.dest), &base.join(b)),
+            None => Ok(()),
+        })?;
+    }
+    read_journal(journal, &mut |_, s| match &s.tmp {
+        Some(tmp) => rename(&base.join(tmp), &base.join(&s.dest)),
+        None => Ok(()),
+    })?;
+    Ok(())
 }
 
 /// `p` relative to `base`, `None` when it is not below it. Paths made by
@@ -538,63 +798,6 @@ fn below<'a>(base: &Path, p: &'a Path) -> Option<&'a Path> {
         }
     }
     p.strip_prefix(base).ok()
-}
-
-/// The renames of a commit: put every replaced file aside, then move every
-/// new file in.
-fn apply(base: &Path, journal: &Journal) -> Result<()> {
-    let mut n = 0;
-    let mut rename = |from: &Path, to: &Path| {
-        n += 1;
-        injected_fault(n)
-            .and_then(|()| fs::rename(from, to))
-            .map_err(|source| Error::Write {
-                path: to.to_path_buf(),
-                source,
-            })
-    };
-    for m in &journal.moves {
-        if let Some(b) = &m.backup {
-            rename(&base.join(&m.dest), &base.join(b))?;
-        }
-    }
-    for m in &journal.moves {
-        if let Some(tmp) = &m.tmp {
-            rename(&base.join(tmp), &base.join(&m.dest))?;
-        }
-    }
-    Ok(())
-}
-
-/// Writes the journal atomically, encoded straight into the file: a
-/// million-file journal is never held as one buffer.
-fn write_journal(path: &Path, journal: &Journal) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        "{}.tmp-{}-{}",
-        JOURNAL,
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let werr = |source| Error::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let written = (|| -> std::io::Result<()> {
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        let mut out = std::io::BufWriter::new(file);
-        serde_json::to_writer(&mut out, journal).map_err(std::io::Error::other)?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(source) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(werr(source));
-    }
-    sync_dir(dir)
 }
 
 /// Refuses a directory this process cannot create files in, before the
@@ -822,6 +1025,140 @@ mod tests {
         staging.commit().unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"new");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn journal_paths_round_trip_through_escaping() {
+        for name in [
+            "certs/a.pem",
+            "certs/back\\slash\\n",
+            "certs/new\nline",
+            "x y  z",
+        ] {
+            let mut line = Vec::new();
+            escape(Path::new(name), &mut line);
+            assert!(!line.contains(&b'\n'), "{name:?}");
+            assert_eq!(unescape(&line).unwrap(), Path::new(name));
+        }
+        assert!(unescape(b"bad\\x").is_none());
+    }
+
+    #[test]
+    fn a_commit_killed_half_way_is_rolled_back_from_the_streamed_journal() {
+        // The state a kill leaves after three renames: certs/old.pem put
+        // aside and replaced, certs/added.pem moved in, the listed manifest's
+        // old file put aside but the new one not yet moved in.
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        let st = base.join(".pki-staging-0-1");
+        for d in [
+            "certs",
+            ".pki-staging-0-1/0/certs",
+            ".pki-staging-0-1/old/0/certs",
+        ] {
+            fs::create_dir_all(base.join(d)).unwrap();
+        }
+        fs::write(base.join("certs/old.pem"), b"new").unwrap();
+        fs::write(st.join("old/0/certs/old.pem"), b"old").unwrap();
+        fs::write(base.join("certs/added.pem"), b"added").unwrap();
+        fs::write(st.join("f1"), b"new list").unwrap();
+        fs::write(st.join("old/f0"), b"old list").unwrap();
+        fs::write(
+            base.join(JOURNAL),
+            concat!(
+                "{\"dir\":\".pki-staging-0-1\"}\n",
+                "0 b certs/old.pem\n",
+                "0 - certs/added.pem\n",
+                "{\"tmp\":\".pki-staging-0-1/f1\",\"dest\":\"certs/listed.json\",",
+                "\"backup\":\".pki-staging-0-1/old/f0\"}\n",
+            ),
+        )
+        .unwrap();
+        recover(base).unwrap();
+        assert_eq!(fs::read(base.join("certs/old.pem")).unwrap(), b"old");
+        assert!(!base.join("certs/added.pem").exists());
+        assert_eq!(
+            fs::read(base.join("certs/listed.json")).unwrap(),
+            b"old list"
+        );
+        assert_eq!(
+            fs::read_dir(base).unwrap().count(),
+            1,
+            "only certs/ is left"
+        );
+        // Recovering again finds nothing to do.
+        recover(base).unwrap();
+    }
+
+    #[test]
+    fn a_journal_of_the_earlier_one_document_format_is_still_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        fs::create_dir_all(base.join(".pki-staging-0-2/old")).unwrap();
+        fs::create_dir(base.join(".pki-staging-0-2/0")).unwrap();
+        fs::create_dir(base.join("certs")).unwrap();
+        fs::write(base.join("certs/a.pem"), b"new").unwrap();
+        fs::write(base.join(".pki-staging-0-2/old/0"), b"old").unwrap();
+        fs::write(
+            base.join(JOURNAL),
+            r#"{"dir":".pki-staging-0-2","moves":[{"tmp":".pki-staging-0-2/0/7","dest":"certs/a.pem","backup":".pki-staging-0-2/old/0"}],"committed":false}"#,
+        )
+        .unwrap();
+        recover(base).unwrap();
+        assert_eq!(fs::read(base.join("certs/a.pem")).unwrap(), b"old");
+        assert_eq!(fs::read_dir(base).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_batch_replacing_files_commits_whole_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        fs::create_dir(base.join("certs")).unwrap();
+        fs::write(base.join("certs/old.pem"), b"old").unwrap();
+        fs::write(base.join("certs/gone.pem"), b"gone").unwrap();
+        let staging = Staging::new(base).unwrap();
+        let w =
+            |name: &str, data: &[u8]| staging.write(&base.join(name), data, Mode::Public).unwrap();
+        w("certs/old.pem", b"first");
+        // Staged twice: the later write wins.
+        w("certs/old.pem", b"new");
+        w("certs/added.pem", b"added");
+        let mut f = staging
+            .create(&base.join("certs/list.json"), Mode::Public)
+            .unwrap();
+        f.write_all(b"list").unwrap();
+        drop(f);
+        staging.remove(&base.join("certs/gone.pem")).unwrap();
+        staging.commit().unwrap();
+        assert_eq!(fs::read(base.join("certs/old.pem")).unwrap(), b"new");
+        assert_eq!(fs::read(base.join("certs/added.pem")).unwrap(), b"added");
+        assert_eq!(fs::read(base.join("certs/list.json")).unwrap(), b"list");
+        assert!(!base.join("certs/gone.pem").exists());
+        assert_eq!(
+            fs::read_dir(base).unwrap().count(),
+            1,
+            "only certs/ is left"
+        );
+    }
+
+    #[test]
+    fn a_committed_journal_of_the_earlier_format_is_only_cleaned_up() {
+        // The previous version marked a finished commit `committed` (with
+        // no steps) before cleaning up: the new files stay.
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        fs::create_dir_all(base.join(".pki-staging-0-3/old")).unwrap();
+        fs::create_dir(base.join("certs")).unwrap();
+        fs::write(base.join("certs/a.pem"), b"new").unwrap();
+        fs::write(base.join(".pki-staging-0-3/old/0"), b"old").unwrap();
+        fs::write(
+            base.join(JOURNAL),
+            r#"{"dir":".pki-staging-0-3","moves":[],"committed":true}"#,
+        )
+        .unwrap();
+        recover(base).unwrap();
+        assert_eq!(fs::read(base.join("certs/a.pem")).unwrap(), b"new");
+        assert_eq!(fs::read_dir(base).unwrap().count(), 1);
     }
 
     #[test]
