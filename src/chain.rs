@@ -5,6 +5,7 @@
 //! so bad input never leaves a half-made directory. Devices are issued on
 //! every core; each file is written atomically.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -54,8 +55,9 @@ pub struct ChainPlan {
 /// What `pki device new` (and the device part of `chain new`) makes.
 #[derive(Clone, Debug)]
 pub struct DevicePlan {
-    /// Registration IDs (already checked with [`crate::regid`]).
-    pub ids: Vec<String>,
+    /// Registration IDs (already checked with [`crate::regid`]), listed
+    /// ones then `--devices N` ones generated on demand.
+    pub ids: DeviceIds,
     /// Key type of the device keys.
     pub key: KeyType,
     /// Validity (capped at the issuer's unless it says otherwise).
@@ -93,17 +95,108 @@ pub struct Summary {
 
 /// Makes the device IDs `prefix0001` … for `--devices N`.
 pub fn numbered_ids(prefix: &str, count: usize, start: usize) -> Vec<String> {
-    let width = 4.max((start + count).to_string().len());
-    (start..start + count)
-        .map(|n| format!("{prefix}{n:0width$}"))
+    DeviceIds::default()
+        .with_numbered(prefix, count, start)
+        .iter()
+        .map(|id| id.into_owned())
         .collect()
 }
 
-/// Refuses duplicate IDs in one run.
-pub fn check_unique(ids: &[String]) -> Result<()> {
+/// The registration IDs of one run: the listed ones, then a numbered range
+/// (`prefix0001` …) made on demand, so memory does not grow with `--devices N`.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceIds {
+    listed: Vec<String>,
+    numbered: Option<Numbered>,
+}
+
+#[derive(Clone, Debug)]
+struct Numbered {
+    prefix: String,
+    start: usize,
+    count: usize,
+    width: usize,
+}
+
+impl From<Vec<String>> for DeviceIds {
+    fn from(listed: Vec<String>) -> Self {
+        DeviceIds {
+            listed,
+            numbered: None,
+        }
+    }
+}
+
+impl DeviceIds {
+    /// These IDs followed by [`numbered_ids`]`(prefix, count, start)`.
+    pub fn with_numbered(mut self, prefix: &str, count: usize, start: usize) -> Self {
+        self.numbered = Some(Numbered {
+            prefix: prefix.to_string(),
+            start,
+            count,
+            width: 4.max((start + count).to_string().len()),
+        });
+        self
+    }
+
+    /// How many IDs.
+    pub fn len(&self) -> usize {
+        self.listed.len() + self.numbered.as_ref().map_or(0, |n| n.count)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The listed IDs (those not generated from the numbering).
+    pub fn listed(&self) -> &[String] {
+        &self.listed
+    }
+
+    /// The `i`th ID.
+    pub fn get(&self, i: usize) -> Option<Cow<'_, str>> {
+        if let Some(id) = self.listed.get(i) {
+            return Some(id.as_str().into());
+        }
+        let n = self.numbered.as_ref()?;
+        let k = i - self.listed.len();
+        (k < n.count).then(|| format!("{}{:0w$}", n.prefix, n.start + k, w = n.width).into())
+    }
+
+    /// Every ID, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Cow<'_, str>> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// Every numbered ID, in order.
+    pub fn numbered(&self) -> impl Iterator<Item = Cow<'_, str>> + '_ {
+        (self.listed.len()..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// Whether `lower` (lower case) is one of the numbered IDs, as DPS
+    /// compares them (case-insensitively).
+    fn is_numbered(&self, lower: &str) -> bool {
+        let Some(n) = &self.numbered else {
+            return false;
+        };
+        let prefix = n.prefix.to_ascii_lowercase();
+        lower
+            .strip_prefix(prefix.as_str())
+            .filter(|digits| digits.len() == n.width && digits.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|digits| digits.parse::<usize>().ok())
+            .is_some_and(|v| v >= n.start && v < n.start + n.count)
+    }
+}
+
+/// Refuses duplicate IDs in one run. Listed IDs are compared through a set;
+/// numbered ones cannot clash with each other, and a listed one clashes with
+/// them only if it matches the numbering, so no set of them is built.
+pub fn check_unique(ids: &DeviceIds) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
-    for id in ids {
-        if !seen.insert(id.to_ascii_lowercase()) {
+    for id in &ids.listed {
+        let lower = id.to_ascii_lowercase();
+        if ids.is_numbered(&lower) || !seen.insert(lower) {
             return Err(Error::input(format!(
                 "device `{id}` is listed twice (DPS compares IDs case-insensitively); list each device once"
             )));
@@ -376,7 +469,8 @@ fn check_devices_absent(layout: &Layout, plan: &DevicePlan) -> Result<()> {
         // A fresh directory (the bulk case): no per-device paths to build.
         return Ok(());
     }
-    for id in &plan.ids {
+    for id in plan.ids.iter() {
+        let id = id.as_ref();
         for p in [layout.device_cert(id), layout.device_key(id)] {
             let name = p
                 .file_name()
@@ -466,28 +560,27 @@ fn issue_devices(
                     if i >= n {
                         break;
                     }
-                    let done =
-                        device
-                            .issue(&plan.ids[i])
-                            .and_then(|(entry, was_capped, warned)| {
-                                emit(i, &entry)?;
-                                if i == 0 && !warned.is_empty() {
-                                    // The same window and issuer for every device: say it once.
-                                    *lock(&warnings)? = warned;
-                                }
-                                if was_capped {
-                                    capped.store(true, Ordering::Relaxed);
-                                }
-                                if i == 0 || i == n - 1 {
-                                    let mut ends = lock(&ends)?;
-                                    let slot = if i == 0 { &mut ends.0 } else { &mut ends.1 };
-                                    *slot = Some(entry.clone());
-                                }
-                                if plan.keep_entries {
-                                    lock(&kept)?[i] = Some(entry);
-                                }
-                                Ok(())
-                            });
+                    let done = device.issue(&plan.ids.get(i).unwrap_or_default()).and_then(
+                        |(entry, was_capped, warned)| {
+                            emit(i, &entry)?;
+                            if i == 0 && !warned.is_empty() {
+                                // The same window and issuer for every device: say it once.
+                                *lock(&warnings)? = warned;
+                            }
+                            if was_capped {
+                                capped.store(true, Ordering::Relaxed);
+                            }
+                            if i == 0 || i == n - 1 {
+                                let mut ends = lock(&ends)?;
+                                let slot = if i == 0 { &mut ends.0 } else { &mut ends.1 };
+                                *slot = Some(entry.clone());
+                            }
+                            if plan.keep_entries {
+                                lock(&kept)?[i] = Some(entry);
+                            }
+                            Ok(())
+                        },
+                    );
                     match done {
                         Ok(()) => tick(),
                         Err(e) => {
@@ -665,7 +758,7 @@ fn add_devices(
             && plan
                 .ids
                 .iter()
-                .any(|id| old.contains(layout.relative(&layout.device_cert(id)).as_str()))
+                .any(|id| old.contains(layout.relative(&layout.device_cert(&id)).as_str()))
     };
     if replaces {
         let all = DevicePlan {
@@ -734,4 +827,52 @@ pub fn new_self_signed(layout: &Layout, plan: &DevicePlan) -> Result<Summary> {
         },
         &|| {},
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_ids_are_made_on_demand_and_checked_against_listed_ones() {
+        let ids = DeviceIds::from(vec!["gate".to_string()]).with_numbered("dev-", 3, 1);
+        let all: Vec<String> = ids.iter().map(|c| c.into_owned()).collect();
+        assert_eq!(all, ["gate", "dev-0001", "dev-0002", "dev-0003"]);
+        assert_eq!(
+            numbered_ids("dev-", 3, 1),
+            ["dev-0001", "dev-0002", "dev-0003"]
+        );
+        assert_eq!(numbered_ids("d", 2, 9999), ["d09999", "d10000"]);
+        assert_eq!(ids.len(), 4);
+        assert!(ids.get(4).is_none());
+        assert_eq!(ids.numbered().count(), 3);
+        check_unique(&ids).unwrap();
+
+        // A listed ID equal to a numbered one, in any case, is a duplicate.
+        let dup = DeviceIds::from(vec!["DEV-0002".to_string()]).with_numbered("dev-", 3, 1);
+        let err = check_unique(&dup).unwrap_err();
+        assert!(
+            err.to_string().contains("`DEV-0002` is listed twice"),
+            "{err}"
+        );
+        let dup = DeviceIds::from(vec!["dev-0003".to_string()]).with_numbered("DEV-", 3, 1);
+        assert!(check_unique(&dup).is_err());
+        // Outside the numbered range, or another width, it is not.
+        for other in [
+            "dev-0004",
+            "dev-0000",
+            "dev-02",
+            "dev-00002",
+            "dev-+002",
+            "dev-",
+        ] {
+            let ok = DeviceIds::from(vec![other.to_string()]).with_numbered("dev-", 3, 1);
+            check_unique(&ok).unwrap();
+        }
+        let twice = DeviceIds::from(vec!["a".to_string(), "A".to_string()]);
+        assert!(check_unique(&twice).is_err());
+        let none = DeviceIds::from(vec!["dev-0001".to_string()]).with_numbered("dev-", 0, 1);
+        assert!(none.numbered().next().is_none());
+        check_unique(&none).unwrap();
+    }
 }

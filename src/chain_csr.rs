@@ -96,7 +96,7 @@ pub fn collect(paths: &[PathBuf], cn: Option<&str>) -> Result<(Vec<Request>, Vec
         });
     }
     let ids: Vec<String> = requests.iter().map(|r| r.id.to_string()).collect();
-    crate::chain::check_unique(&ids)?;
+    crate::chain::check_unique(&ids.into())?;
     Ok((requests, warnings))
 }
 

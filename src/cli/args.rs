@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::Output;
-use crate::chain::{self, DevicePlan};
+use crate::chain::{self, DeviceIds, DevicePlan};
 use crate::dps::connection_string::ConnectionString;
 use crate::dps::http::HttpOptions;
 use crate::error::{Error, Result};
@@ -263,20 +263,26 @@ pub struct DeviceArgs {
 impl DeviceArgs {
     /// The registration IDs to issue, checked against DPS's rules, and the
     /// warnings to print once the run has succeeded.
-    pub fn ids(&self, default: &[&str]) -> Result<(Vec<String>, Vec<String>)> {
-        let mut ids = self.device.clone();
-        if let Some(n) = self.devices {
-            ids.extend(chain::numbered_ids(&self.prefix, n as usize, 1));
-        }
+    pub fn ids(&self, default: &[&str]) -> Result<(DeviceIds, Vec<String>)> {
+        let mut listed = self.device.clone();
         if self.device.is_empty() && self.devices.is_none() {
-            ids.extend(default.iter().map(|s| s.to_string()));
+            listed.extend(default.iter().map(|s| s.to_string()));
         }
+        let ids = self.with_numbered(DeviceIds::from(listed));
         let warnings = check_ids(&ids)?;
         Ok((ids, warnings))
     }
 
+    /// `ids` followed by the `--devices N` IDs, if asked for (made on demand).
+    pub fn with_numbered(&self, ids: DeviceIds) -> DeviceIds {
+        match self.devices {
+            Some(n) => ids.with_numbered(&self.prefix, n as usize, 1),
+            None => ids,
+        }
+    }
+
     /// The device plan, given resolved defaults.
-    pub fn plan(&self, ids: Vec<String>, key: KeyType, days: u32, force: bool) -> DevicePlan {
+    pub fn plan(&self, ids: DeviceIds, key: KeyType, days: u32, force: bool) -> DevicePlan {
         DevicePlan {
             ids,
             key,
@@ -300,11 +306,24 @@ impl DeviceArgs {
 /// Checks registration IDs against DPS's rules and for duplicates, and
 /// returns the warnings (upper case) to print once every check has passed,
 /// so a refused run prints only its one error line.
-pub fn check_ids(ids: &[String]) -> Result<Vec<String>> {
+///
+/// Numbered IDs all share the prefix and the width of their digits, so one
+/// of them stands for all in DPS's rule; its warning (upper case is the
+/// prefix's) is repeated for each.
+pub fn check_ids(ids: &DeviceIds) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
-    for id in ids {
+    for id in ids.listed() {
         if let Some(w) = crate::regid::check_registration_id(id)? {
             warnings.push(w);
+        }
+    }
+    let mut numbered = ids.numbered();
+    if let Some(first) = numbered.next()
+        && let Some(w) = crate::regid::check_registration_id(&first)?
+    {
+        warnings.push(w);
+        for id in numbered {
+            warnings.extend(crate::regid::check_registration_id(&id)?);
         }
     }
     chain::check_unique(ids)?;

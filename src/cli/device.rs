@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use super::args::{DeviceArgs, check_ids, progress};
 use super::ca_select::CaSelectArgs;
 use super::output::print_summary;
-use crate::chain::{self, IssuerChoice};
+use crate::chain::{self, DeviceIds, IssuerChoice};
 use crate::error::Result;
 use crate::keys::KeyType;
 use crate::layout::Layout;
@@ -113,11 +113,9 @@ pub fn run(cmd: DeviceCommand) -> Result<()> {
         return run_csr(&args);
     }
     let out = args.devices.output();
-    let mut ids = args.ids.clone();
-    ids.extend(args.devices.device.iter().cloned());
-    if let Some(n) = args.devices.devices {
-        ids.extend(chain::numbered_ids(&args.devices.prefix, n as usize, 1));
-    }
+    let mut listed = args.ids.clone();
+    listed.extend(args.devices.device.iter().cloned());
+    let ids = args.devices.with_numbered(DeviceIds::from(listed));
     let warnings = check_ids(&ids)?;
     if ids.is_empty() {
         return Err(crate::Error::input(
@@ -189,14 +187,14 @@ fn run_csr(args: &DeviceNewArgs) -> Result<()> {
     )?;
     let mut summary = crate::chain_csr::sign(&layout, &loaded, &requests, &validity, args.force)?;
     summary.notes.splice(0..0, warnings);
-    let mut plan = d.plan(Vec::new(), KeyType::EcP384, days, args.force);
+    let mut plan = d.plan(DeviceIds::default(), KeyType::EcP384, days, args.force);
     plan.pfx = None;
     print_summary(&summary, &layout, &plan, d.json, &out)
 }
 
 /// `pki device renew`.
 fn renew(args: &DeviceRenewArgs) -> Result<()> {
-    check_ids(&args.ids)?;
+    check_ids(&DeviceIds::from(args.ids.clone()))?;
     args.validity
         .check_seed(args.new_key.as_slice(), !args.no_pfx)?;
     let layout = Layout::new(&args.ca.ca_dir);
