@@ -20,9 +20,11 @@
 //! Run: `cargo bench --bench emulator_load` (optional env: BENCH_SECONDS=10,
 //! BENCH_WORKERS=8). It asserts nothing about time; it prints the figures.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use pki::issue::{Ca, issue};
 use pki::keys::{KeyType, private_key_pem};
@@ -32,6 +34,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+
+use support::{Child, client_config, connect, exchange, timed};
 
 const GROUPS: usize = 10_000;
 const DEVICE_GROUPS: usize = 200;
@@ -62,82 +66,6 @@ fn sas(t: &Target) -> String {
 /// The client's crypto: aws-lc-rs offering X25519 and P-256 key exchange,
 /// like the devices and SDKs it stands for (OpenSSL 3.0 in Node 20, embedded
 /// TLS stacks), rather than rustls's default post-quantum hybrid first.
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    let mut p = rustls::crypto::aws_lc_rs::default_provider();
-    p.kx_groups = vec![
-        rustls::crypto::aws_lc_rs::kx_group::X25519,
-        rustls::crypto::aws_lc_rs::kx_group::SECP256R1,
-    ];
-    Arc::new(p)
-}
-
-fn client_config(
-    roots: &rustls::RootCertStore,
-    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-) -> Arc<rustls::ClientConfig> {
-    let b = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots.clone());
-    let mut c = match identity {
-        Some((chain, key)) => b.with_client_auth_cert(chain, key).unwrap(),
-        None => b.with_no_client_auth(),
-    };
-    // Every registration must pay for a full handshake.
-    c.resumption = rustls::client::Resumption::disabled();
-    Arc::new(c)
-}
-
-async fn connect(t: &Target, config: Arc<rustls::ClientConfig>) -> TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(t.addr).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    TlsConnector::from(config)
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap()
-}
-
-/// One HTTP/1.1 exchange on an open connection; returns (status, body).
-async fn exchange(
-    s: &mut TlsStream<TcpStream>,
-    method: &str,
-    path: &str,
-    headers: &str,
-    body: &str,
-) -> (u16, Vec<u8>) {
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::with_capacity(4096);
-    let mut tmp = [0u8; 8192];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        let n = s.read(&mut tmp).await.unwrap();
-        assert!(n > 0, "connection closed mid-response");
-        buf.extend_from_slice(&tmp[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let status: u16 = head[9..12].parse().unwrap();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = s.read(&mut tmp).await.unwrap();
-        assert!(n > 0, "connection closed mid-body");
-        buf.extend_from_slice(&tmp[..n]);
-    }
-    (status, buf[head_end..head_end + len].to_vec())
-}
-
 /// One MQTT device session: CONNECT, SUBSCRIBE, register, poll, DISCONNECT.
 async fn mqtt_register(t: &Target, id: &str, config: Arc<rustls::ClientConfig>) {
     use rumqttc::mqttbytes::QoS;
@@ -219,80 +147,13 @@ async fn mqtt_register(t: &Target, id: &str, config: Arc<rustls::ClientConfig>) 
     send(Packet::Disconnect, &mut s).await;
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    f64::from(sorted[i]) / 1000.0
-}
-
-struct Run {
-    count: usize,
-    secs: f64,
-    lat: Vec<u32>,
-}
-
-impl Run {
-    fn report(&self, what: &str) {
-        println!(
-            "{what}: {} in {:.1} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            self.count,
-            self.secs,
-            self.count as f64 / self.secs,
-            percentile(&self.lat, 0.50),
-            percentile(&self.lat, 0.99),
-            percentile(&self.lat, 1.0)
-        );
-    }
-}
-
-/// Runs `workers` copies of `job` for `secs` seconds; each call is one timed operation.
-async fn timed<F, Fut>(workers: usize, secs: u64, job: F) -> Run
-where
-    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let job = Arc::new(job);
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..workers {
-        let (job, stop) = (job.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let t0 = Instant::now();
-                job(w, i).await;
-                lat.push(t0.elapsed().as_micros() as u32);
-                i += 1;
-            }
-            lat
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
-    let secs = start.elapsed().as_secs_f64();
-    lat.sort_unstable();
-    Run {
-        count: lat.len(),
-        secs,
-        lat,
-    }
-}
-
 async fn seed(t: &Arc<Target>, from: usize, to: usize, ca_pems: &Arc<Vec<String>>) {
     let workers = 64;
     let mut tasks = Vec::new();
     for w in 0..workers {
         let (t, ca_pems) = (t.clone(), ca_pems.clone());
         tasks.push(tokio::spawn(async move {
-            let mut conn = connect(&t, client_config(&t.roots, None)).await;
+            let mut conn = connect(t.addr, client_config(&t.roots, None)).await;
             let auth = format!("Authorization: {}\r\n", sas(&t));
             let mut i = from + w;
             while i < to {
@@ -312,7 +173,7 @@ async fn seed(t: &Arc<Target>, from: usize, to: usize, ca_pems: &Arc<Vec<String>
 }
 
 async fn query_cost(t: &Target, label: &str, deep_after: &str) {
-    let mut conn = connect(t, client_config(&t.roots, None)).await;
+    let mut conn = connect(t.addr, client_config(&t.roots, None)).await;
     let auth = sas(t);
     let n = 300;
     // First page.
@@ -466,7 +327,7 @@ fn main() {
             let (t, devices) = (tt.clone(), dd.clone());
             async move {
                 let (id, config) = &devices[(w * 7919 + i as usize) % devices.len()];
-                let mut conn = connect(&t, config.clone()).await;
+                let mut conn = connect(t.addr, config.clone()).await;
                 let (s, b) = exchange(
                     &mut conn,
                     "PUT",
@@ -520,7 +381,7 @@ fn main() {
             let mut v = Vec::new();
             for _ in 0..workers {
                 v.push(Arc::new(tokio::sync::Mutex::new(
-                    connect(&t, client_config(&t.roots, None)).await,
+                    connect(t.addr, client_config(&t.roots, None)).await,
                 )));
             }
             v
@@ -547,14 +408,4 @@ fn main() {
         get.report("service GET /enrollmentGroups/{id} (keep-alive, SAS checked each time)");
     });
     drop(child);
-}
-
-/// The emulator process, killed however the benchmark ends (even on a panic).
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
