@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::chain::IssuerChoice;
+use crate::chain::{self, IssuerChoice, LoadedCa};
+use crate::error::Result;
+use crate::layout::Layout;
 
 /// Which CA of a directory signs, and how to read its key.
 #[derive(Debug, Args)]
@@ -32,6 +34,19 @@ pub struct CaSelectArgs {
         value_name = "PASSWORD"
     )]
     pub ca_key_password: Option<String>,
+}
+
+impl CaSelectArgs {
+    /// Loads the chosen CA of `layout`, the lowest intermediate unless
+    /// `--issuer` says otherwise (the default of the device commands).
+    pub fn load_device_issuer(&self, layout: &Layout) -> Result<LoadedCa> {
+        chain::load_issuer(
+            layout,
+            self.issuer.as_ref().unwrap_or(&IssuerChoice::Intermediate),
+            self.ca_key.as_deref(),
+            self.ca_key_password.as_deref(),
+        )
+    }
 }
 
 /// Parses `--issuer`.

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use super::args::{DeviceArgs, check_ids, progress};
 use super::ca_select::CaSelectArgs;
 use super::output::print_summary;
-use crate::chain::{self, DeviceIds, IssuerChoice};
+use crate::chain::{self, DeviceIds};
 use crate::error::Result;
 use crate::keys::KeyType;
 use crate::layout::Layout;
@@ -136,15 +136,7 @@ pub fn run(cmd: DeviceCommand) -> Result<()> {
     let mut summary = if args.self_signed {
         chain::new_self_signed(&layout, &plan)?
     } else {
-        let loaded = chain::load_issuer(
-            &layout,
-            args.ca
-                .issuer
-                .as_ref()
-                .unwrap_or(&IssuerChoice::Intermediate),
-            args.ca.ca_key.as_deref(),
-            args.ca.ca_key_password.as_deref(),
-        )?;
+        let loaded = args.ca.load_device_issuer(&layout)?;
         let bar = progress(plan.ids.len(), &out);
         let s = chain::new_devices(&layout, &loaded, &plan, &|| bar.inc(1))?;
         bar.finish_and_clear();
@@ -176,15 +168,7 @@ fn run_csr(args: &DeviceNewArgs) -> Result<()> {
     let validity = d.validity.validity(days);
     crate::issue::check_validity(&validity)?;
     let layout = Layout::new(&args.ca.ca_dir);
-    let loaded = chain::load_issuer(
-        &layout,
-        args.ca
-            .issuer
-            .as_ref()
-            .unwrap_or(&IssuerChoice::Intermediate),
-        args.ca.ca_key.as_deref(),
-        args.ca.ca_key_password.as_deref(),
-    )?;
+    let loaded = args.ca.load_device_issuer(&layout)?;
     let mut summary = crate::chain_csr::sign(&layout, &loaded, &requests, &validity, args.force)?;
     summary.notes.splice(0..0, warnings);
     let mut plan = d.plan(DeviceIds::default(), KeyType::EcP384, days, args.force);
@@ -198,15 +182,7 @@ fn renew(args: &DeviceRenewArgs) -> Result<()> {
     args.validity
         .check_seed(args.new_key.as_slice(), !args.no_pfx)?;
     let layout = Layout::new(&args.ca.ca_dir);
-    let loaded = chain::load_issuer(
-        &layout,
-        args.ca
-            .issuer
-            .as_ref()
-            .unwrap_or(&IssuerChoice::Intermediate),
-        args.ca.ca_key.as_deref(),
-        args.ca.ca_key_password.as_deref(),
-    )?;
+    let loaded = args.ca.load_device_issuer(&layout)?;
     let plan = crate::rotate::RenewPlan {
         ids: args.ids.clone(),
         new_key: args.new_key,
