@@ -77,7 +77,32 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 pub fn parse_der<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>> {
     X509Certificate::from_der(der)
         .map(|(_, c)| c)
-        .map_err(|e| Error::input(format!("{what} is not a valid X.509 certificate: {e}")))
+        .map_err(|e| {
+            Error::input(format!(
+                "{what} is not a valid X.509 certificate: {}; check that the file holds a certificate (PEM `BEGIN CERTIFICATE` or DER) and was copied whole",
+                der_problem(&e)
+            ))
+        })
+}
+
+/// x509-parser's errors print like Rust debug output (`NomError(Eof)`,
+/// `Der(UnexpectedTag { … })`); this says what they mean.
+fn der_problem(e: &x509_parser::nom::Err<x509_parser::error::X509Error>) -> String {
+    use x509_parser::error::X509Error;
+    use x509_parser::nom::Err;
+    match e {
+        Err::Incomplete(_) => "it ends too early (truncated)".into(),
+        Err::Error(x) | Err::Failure(x) => match x {
+            X509Error::NomError(x509_parser::nom::error::ErrorKind::Eof) => {
+                "it ends too early (truncated)".into()
+            }
+            X509Error::NomError(_) | X509Error::Der(_) | X509Error::Generic => {
+                "its DER encoding is damaged".into()
+            }
+            // The other variants already read as plain words ("invalid date").
+            other => other.to_string(),
+        },
+    }
 }
 
 /// The subject common name of a parsed certificate, if it has one.

@@ -786,3 +786,68 @@ fn negative_numbers_are_named() {
     assert!(!line.contains("unexpected argument"), "{line}");
     assert!(!d.path().join("certs").exists());
 }
+
+// Issue 13 item 6: x509-parser's debug text (`NomError(Eof)`, `Der(…)`)
+// never reaches the user; a truncated or damaged certificate is said so.
+#[test]
+fn damaged_certificates_are_described_in_words() {
+    let d = tempfile::tempdir().unwrap();
+    openssl(
+        d.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "c.pem",
+            "-subj",
+            "/CN=whole",
+            "-days",
+            "2",
+        ],
+    );
+    openssl(
+        d.path(),
+        &["x509", "-in", "c.pem", "-outform", "DER", "-out", "c.der"],
+    );
+    let der = std::fs::read(d.path().join("c.der")).unwrap();
+    // Wrapped as PEM, so pki takes each for a certificate and has to parse it.
+    let pem = |name: &str, bytes: &[u8]| {
+        std::fs::write(d.path().join(name), bytes).unwrap();
+        openssl(
+            d.path(),
+            &["base64", "-in", name, "-out", &format!("{name}.b64")],
+        );
+        let b64 = std::fs::read_to_string(d.path().join(format!("{name}.b64"))).unwrap();
+        std::fs::write(
+            d.path().join(format!("{name}.pem")),
+            format!("-----BEGIN CERTIFICATE-----\n{b64}-----END CERTIFICATE-----\n"),
+        )
+        .unwrap();
+    };
+    // Half the DER: truncated.
+    pem("half", &der[..der.len() / 2]);
+    // The outer SEQUENCE tag replaced: not a certificate's DER any more.
+    let mut garbled = der.clone();
+    garbled[0] = 0x04;
+    pem("garbled", &garbled);
+    for (file, words) in [("half.pem", "truncated"), ("garbled.pem", "damaged")] {
+        let line = bad_input(&pki_in(d.path(), &["inspect", file], &[]));
+        assert!(line.contains(file) && line.contains(words), "{line}");
+        for debug in [
+            "NomError",
+            "Der(",
+            "Eof",
+            "Parsing requires",
+            "UnexpectedTag",
+        ] {
+            assert!(!line.contains(debug), "{debug} in: {line}");
+        }
+    }
+}
