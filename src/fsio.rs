@@ -27,7 +27,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -190,17 +190,29 @@ fn injected_fault(n: usize) -> std::io::Result<()> {
 }
 /// One step of a journal, with paths relative to `base` (absolute for a
 /// destination outside it).
-struct Step {
-    tmp: Option<PathBuf>,
-    dest: PathBuf,
-    backup: Option<PathBuf>,
+/// The paths are borrowed from buffers `read_journal` reuses line after
+/// line: a bulk batch's journal has three lines a device, and owned paths
+/// were a dozen allocations each.
+struct Step<'a> {
+    tmp: Option<&'a Path>,
+    dest: &'a Path,
+    backup: Option<&'a Path>,
+}
+
+/// `parts` joined in `buf`, reusing its allocation.
+fn joined<'b>(buf: &'b mut PathBuf, parts: &[&Path]) -> &'b Path {
+    buf.as_mut_os_string().clear();
+    for p in parts {
+        buf.push(p);
+    }
+    buf
 }
 
 /// Reads the journal at `path` step by step (never all of it at once):
 /// `f` gets each step, in the order written. Returns the head.
 fn read_journal(
     path: &Path,
-    f: &mut dyn FnMut(&JournalHead, Step) -> Result<()>,
+    f: &mut dyn FnMut(&JournalHead, Step<'_>) -> Result<()>,
 ) -> Result<JournalHead> {
     use std::io::BufRead;
     let rerr = |source| Error::Read {
@@ -221,14 +233,15 @@ fn read_journal(
         f(
             &head,
             Step {
-                tmp: m.tmp,
-                dest: m.dest,
-                backup: m.backup,
+                tmp: m.tmp.as_deref(),
+                dest: &m.dest,
+                backup: m.backup.as_deref(),
             },
         )?;
     }
     let lanes = head.dir.clone();
     let old = head.dir.join("old");
+    let (mut rel_buf, mut tmp, mut backup) = (Vec::new(), PathBuf::new(), PathBuf::new());
     loop {
         line.clear();
         if r.read_until(b'\n', &mut line).map_err(rerr)? == 0 {
@@ -240,9 +253,9 @@ fn read_journal(
             f(
                 &head,
                 Step {
-                    tmp: m.tmp,
-                    dest: m.dest,
-                    backup: m.backup,
+                    tmp: m.tmp.as_deref(),
+                    dest: &m.dest,
+                    backup: m.backup.as_deref(),
                 },
             )?;
             continue;
@@ -255,19 +268,21 @@ fn read_journal(
             .ok()
             .filter(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
             .ok_or_else(|| damaged(&"a lane that is not a number"))?;
-        let rel = unescape(rel).ok_or_else(|| damaged(&"a path that is not escaped right"))?;
-        if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        let rel = unescape(rel, &mut rel_buf)
+            .ok_or_else(|| damaged(&"a path that is not escaped right"))?;
+        if rel.is_absolute() || !plain(rel) {
             return Err(damaged(&"a path outside the directory"));
         }
+        let backup = match flag {
+            b"b" => Some(joined(&mut backup, &[&old, Path::new(lane), rel])),
+            b"-" => None,
+            _ => return Err(damaged(&"an unknown backup flag")),
+        };
         f(
             &head,
             Step {
-                tmp: Some(lanes.join(lane).join(&rel)),
-                backup: match flag {
-                    b"b" => Some(old.join(lane).join(&rel)),
-                    b"-" => None,
-                    _ => return Err(damaged(&"an unknown backup flag")),
-                },
+                tmp: Some(joined(&mut tmp, &[&lanes, Path::new(lane), rel])),
+                backup,
                 dest: rel,
             },
         )?;
@@ -286,8 +301,8 @@ fn escape(p: &Path, out: &mut Vec<u8>) {
     }
 }
 
-fn unescape(bytes: &[u8]) -> Option<PathBuf> {
-    let mut out = Vec::with_capacity(bytes.len());
+fn unescape<'b>(bytes: &[u8], out: &'b mut Vec<u8>) -> Option<&'b Path> {
+    out.clear();
     let mut it = bytes.iter();
     while let Some(&b) = it.next() {
         if b == b'\\' {
@@ -302,11 +317,11 @@ fn unescape(bytes: &[u8]) -> Option<PathBuf> {
     }
     #[cfg(unix)]
     {
-        use std::os::unix::ffi::OsStringExt;
-        Some(PathBuf::from(std::ffi::OsString::from_vec(out)))
+        use std::os::unix::ffi::OsStrExt;
+        Some(Path::new(std::ffi::OsStr::from_bytes(out)))
     }
     #[cfg(not(unix))]
-    String::from_utf8(out).ok().map(PathBuf::from)
+    std::str::from_utf8(out).ok().map(Path::new)
 }
 
 /// Finishes a commit an earlier run left half done (killed, power lost):
@@ -333,21 +348,21 @@ pub fn recover(base: &Path) -> Result<()> {
     // twice (a kill during recovery) changes nothing the second time.
     // (A journal of an earlier version marked `committed` only needs its
     // cleanup.)
-    let mut undo = |head: &JournalHead, s: Step| -> Result<()> {
+    let mut undo = |head: &JournalHead, s: Step<'_>| -> Result<()> {
         if head.committed {
             return Ok(());
         }
-        let dest = base.join(&s.dest);
+        let dest = base.join(s.dest);
         // Undo "new file moved in": the staged file is gone and the
         // destination is the new one.
-        if let Some(tmp) = s.tmp.as_ref().map(|t| base.join(t))
+        if let Some(tmp) = s.tmp.map(|t| base.join(t))
             && fs::symlink_metadata(&tmp).is_err()
             && fs::symlink_metadata(&dest).is_ok()
         {
             fs::rename(&dest, &tmp).map_err(werr(&dest))?;
         }
         // Undo "old file put aside".
-        if let Some(b) = s.backup.as_ref().map(|b| base.join(b))
+        if let Some(b) = s.backup.map(|b| base.join(b))
             && fs::symlink_metadata(&b).is_ok()
         {
             fs::rename(&b, &dest).map_err(werr(&dest))?;
@@ -431,7 +446,12 @@ impl Staging {
             && rel.file_name().is_some()
             && plain(rel)
         {
-            let tmp = self.lane().join(rel);
+            // One allocation of the right size (`join` grows it twice).
+            let lane = self.lane();
+            let mut tmp =
+                PathBuf::with_capacity(lane.as_os_str().len() + rel.as_os_str().len() + 1);
+            tmp.push(lane);
+            tmp.push(rel);
             let mut result = write_new(&tmp, data, mode, false);
             if let (Err(e), Some(parent)) = (&result, tmp.parent())
                 && e.kind() == std::io::ErrorKind::NotFound
@@ -565,7 +585,8 @@ impl Staging {
         for (i, lane) in self.lanes.iter().enumerate() {
             let lane_old = old.join(i.to_string());
             let mut visit = |tmp: &Path, dest: &Path, rel_dest: &Path| -> Result<()> {
-                if last.contains_key(dest) {
+                // (Most batches list nothing: skip hashing every path.)
+                if !last.is_empty() && last.contains_key(dest) {
                     // Staged again later, in the list: that one wins.
                     let _ = fs::remove_file(tmp);
                     return Ok(());
@@ -582,7 +603,13 @@ impl Staging {
                 }
                 journal.laned(i, replaced, rel_dest)
             };
-            walk_lane(lane, &self.base, Path::new(""), &mut dirs, &mut visit)?;
+            walk_lane(
+                &mut lane.clone(),
+                &mut self.base.clone(),
+                &mut PathBuf::new(),
+                &mut dirs,
+                &mut visit,
+            )?;
         }
         drop(last);
         let mut last_parent = PathBuf::new();
@@ -648,7 +675,8 @@ fn plain(rel: &Path) -> bool {
             .all(|c| !c.is_empty() && c != b"." && c != b"..")
     }
     #[cfg(not(unix))]
-    rel.components().all(|c| matches!(c, Component::Normal(_)))
+    rel.components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 /// Whether `dest` exists (a file or a link to be replaced); a directory
@@ -666,40 +694,66 @@ fn existing(dest: &Path) -> Result<bool> {
     }
 }
 
+/// Shortens `p` to its first `len` bytes, a length it had before a push.
+fn truncate(p: &mut PathBuf, len: usize) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt as _;
+        let mut bytes = std::mem::take(p).into_os_string().into_vec();
+        bytes.truncate(len);
+        *p = PathBuf::from(std::ffi::OsString::from_vec(bytes));
+    }
+    #[cfg(not(unix))]
+    p.pop();
+}
+
 /// Calls `visit(staged, destination, relative destination)` for every file
-/// staged under `dir` (a lane, or a directory in it, mirroring
-/// `<base>/<rel>`), and adds each destination directory to `dirs`. Reads
+/// staged under `from` (a lane, or a directory in it, mirroring
+/// `dest`, which is `<base>/<rel>`), and adds each destination directory
+/// to `dirs`. Reads
 /// the directories only; nothing is moved while they are read.
 fn walk_lane(
-    dir: &Path,
-    base: &Path,
-    rel: &Path,
+    from: &mut PathBuf,
+    dest: &mut PathBuf,
+    rel: &mut PathBuf,
     dirs: &mut BTreeSet<PathBuf>,
     visit: &mut dyn FnMut(&Path, &Path, &Path) -> Result<()>,
 ) -> Result<()> {
-    let werr = |source| Error::Write {
-        path: dir.to_path_buf(),
-        source,
+    // The three paths grow and shrink by one name per entry in buffers the
+    // whole walk shares: joining fresh paths was most of a bulk commit's
+    // allocations.
+    let werr = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Write { path, source }
     };
-    let entries = match fs::read_dir(dir) {
+    let entries = match fs::read_dir(&*from) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(werr(source)),
+        Err(source) => return Err(werr(from)(source)),
     };
-    let dest_dir = base.join(rel);
     let mut noted = false;
     for entry in entries {
-        let entry = entry.map_err(werr)?;
-        let (from, rel_to) = (entry.path(), rel.join(entry.file_name()));
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            walk_lane(&from, base, &rel_to, dirs, visit)?;
-        } else {
-            if !noted {
-                dirs.insert(dest_dir.clone());
-                noted = true;
-            }
-            visit(&from, &base.join(&rel_to), &rel_to)?;
+        let entry = entry.map_err(werr(from))?;
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !is_dir && !noted {
+            dirs.insert(dest.clone());
+            noted = true;
         }
+        let name = entry.file_name();
+        let lens = [&*from, &*dest, &*rel].map(|p| p.as_os_str().len());
+        from.push(&name);
+        dest.push(&name);
+        rel.push(&name);
+        let done = if is_dir {
+            walk_lane(from, dest, rel, dirs, visit)
+        } else {
+            visit(from, dest, rel)
+        };
+        // Cut back to the saved lengths (`pop` walks the components).
+        for (p, len) in [&mut *from, &mut *dest, &mut *rel].into_iter().zip(lens) {
+            truncate(p, len);
+        }
+        done?;
     }
     Ok(())
 }
@@ -715,7 +769,8 @@ impl JournalWriter<'_> {
     fn laned(&mut self, lane: usize, replaced: bool, rel: &Path) -> Result<()> {
         let mut line = std::mem::take(&mut self.line);
         line.clear();
-        line.extend_from_slice(lane.to_string().as_bytes());
+        // (No `to_string`: this runs for every file of a batch.)
+        let _ = write!(line, "{lane}");
         line.extend_from_slice(if replaced { b" b " } else { b" - " });
         escape(rel, &mut line);
         line.push(b'\n');
@@ -762,14 +817,21 @@ fn apply(base: &Path, journal: &Path, backups: bool) -> Result<()> {
                 source,
             })
     };
+    let (mut from, mut to) = (PathBuf::new(), PathBuf::new());
     if backups {
-        read_journal(journal, &mut |_, s| match &s.backup {
-            Some(b) => rename(&base.join(&s.dest), &base.join(b)),
+        read_journal(journal, &mut |_, s| match s.backup {
+            Some(b) => rename(
+                joined(&mut from, &[base, s.dest]),
+                joined(&mut to, &[base, b]),
+            ),
             None => Ok(()),
         })?;
     }
-    read_journal(journal, &mut |_, s| match &s.tmp {
-        Some(tmp) => rename(&base.join(tmp), &base.join(&s.dest)),
+    read_journal(journal, &mut |_, s| match s.tmp {
+        Some(tmp) => rename(
+            joined(&mut from, &[base, tmp]),
+            joined(&mut to, &[base, s.dest]),
+        ),
         None => Ok(()),
     })?;
     Ok(())
@@ -1038,9 +1100,9 @@ mod tests {
             let mut line = Vec::new();
             escape(Path::new(name), &mut line);
             assert!(!line.contains(&b'\n'), "{name:?}");
-            assert_eq!(unescape(&line).unwrap(), Path::new(name));
+            assert_eq!(unescape(&line, &mut Vec::new()).unwrap(), Path::new(name));
         }
-        assert!(unescape(b"bad\\x").is_none());
+        assert!(unescape(b"bad\\x", &mut Vec::new()).is_none());
     }
 
     #[test]

@@ -363,6 +363,11 @@ fn seeded_serial(
     decided: &Decided,
     subject_public_key: &[u8],
 ) -> Option<SerialNumber> {
+    // Unseeded (the usual case) the label below is never needed: formatting
+    // it would be two time formats and three allocations a device.
+    if !crate::seed::active() {
+        return None;
+    }
     let w = &decided.window;
     let mut bytes = crate::seed::bytes(
         &[

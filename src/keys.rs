@@ -316,13 +316,9 @@ pub fn push_pem_lf(out: &mut String, tag: &str, der: &[u8]) {
     out.push_str("-----\n");
     // 48 bytes are exactly one 64-character line, so every line but the
     // last is unpadded and encoding line by line equals wrapping the whole.
-    let mut line = [0u8; 65];
     for chunk in der.chunks(48) {
-        let n = base64::engine::general_purpose::STANDARD
-            .encode_slice(chunk, &mut line)
-            .expect("48 bytes encode to 64 characters, which fit the line");
-        line[n] = b'\n';
-        out.push_str(std::str::from_utf8(&line[..=n]).expect("base64 and a newline are ASCII"));
+        base64::engine::general_purpose::STANDARD.encode_string(chunk, out);
+        out.push('\n');
     }
     out.push_str("-----END ");
     out.push_str(tag);

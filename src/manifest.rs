@@ -117,8 +117,23 @@ fn hex(bytes: &[u8]) -> String {
 
 /// RFC 3339, as `pki inspect` and [`Entry::new`] write validity times.
 fn rfc3339(t: time::OffsetDateTime) -> String {
+    use std::cell::RefCell;
     use time::format_description::well_known::Rfc3339;
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+    // Every device of a batch has the same two instants: each worker thread
+    // keeps the last two it formatted instead of formatting them again.
+    thread_local! {
+        static LAST: RefCell<[Option<(time::OffsetDateTime, String)>; 2]> =
+            const { RefCell::new([None, None]) };
+    }
+    LAST.with_borrow_mut(|last| {
+        if let Some((_, s)) = last.iter().flatten().find(|(at, _)| *at == t) {
+            return s.clone();
+        }
+        let s = t.format(&Rfc3339).unwrap_or_else(|_| t.to_string());
+        last.rotate_right(1);
+        last[0] = Some((t, s.clone()));
+        s
+    })
 }
 
 /// The whole manifest file.
