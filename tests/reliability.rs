@@ -851,3 +851,83 @@ fn damaged_certificates_are_described_in_words() {
         }
     }
 }
+
+/// Writes `bytes` as a PEM block labelled `label` to `dir/name`, the base64
+/// made by openssl, so pki has to decode whatever the bytes are.
+fn pem_file(dir: &Path, name: &str, label: &str, bytes: &[u8]) {
+    let raw = format!("{name}.raw");
+    std::fs::write(dir.join(&raw), bytes).unwrap();
+    let b64 = format!("{name}.b64");
+    openssl(dir, &["base64", "-in", &raw, "-out", &b64]);
+    let b64 = std::fs::read_to_string(dir.join(&b64)).unwrap();
+    std::fs::write(
+        dir.join(name),
+        format!("-----BEGIN {label}-----\n{b64}-----END {label}-----\n"),
+    )
+    .unwrap();
+}
+
+/// What parsers print of themselves, which must never reach the user.
+const DEBUG_TEXT: [&str; 9] = [
+    "NomError",
+    "Der(",
+    "Eof",
+    "Parsing requires",
+    "Parsing Error",
+    "UnexpectedTag",
+    "DER byte",
+    "malformedframing",
+    "Invalid symbol",
+];
+
+#[track_caller]
+fn in_words(line: &str) {
+    for debug in DEBUG_TEXT {
+        assert!(!line.contains(debug), "{debug} in: {line}");
+    }
+}
+
+// Issue 13 item 6: a cut-short or damaged CSR given to `device new --csr`
+// is said so in words (x509-parser's text was `Parsing Error: NomError(Eof)`).
+#[test]
+fn damaged_csrs_are_described_in_words() {
+    let c = chain();
+    let d = c.path();
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "private/device-0001.key.pem",
+            "-subj",
+            "/CN=csr-dev",
+            "-outform",
+            "DER",
+            "-out",
+            "c.der",
+        ],
+    );
+    let csr = std::fs::read(d.join("c.der")).unwrap();
+    pem_file(d, "half.csr", "CERTIFICATE REQUEST", &csr[..csr.len() / 2]);
+    let mut garbled = csr.clone();
+    garbled[0] = 0x04;
+    pem_file(d, "garbled.csr", "CERTIFICATE REQUEST", &garbled);
+    let whole = std::fs::read(d.join("half.csr")).unwrap();
+    std::fs::write(d.join("cut-text.csr"), &whole[..whole.len() - 30]).unwrap();
+    std::fs::write(d.join("half-der.csr"), &csr[..csr.len() / 2]).unwrap();
+    for (file, words) in [
+        ("half.csr", "truncated"),
+        ("half-der.csr", "truncated"),
+        ("garbled.csr", "damaged"),
+        ("cut-text.csr", "cut short"),
+    ] {
+        let line = bad_input(&pki_in(
+            d,
+            &["device", "new", "--no-pfx", "--csr", file],
+            &[],
+        ));
+        assert!(line.contains(file) && line.contains(words), "{line}");
+        in_words(&line);
+    }
+}
