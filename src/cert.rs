@@ -385,6 +385,35 @@ pub fn read_certificates(data: &[u8], what: &str) -> Result<Vec<Vec<u8>>> {
     Ok(bundle.certs)
 }
 
+/// Refuses a device chain (`certs`, in file order, read from `what`) whose
+/// first certificate is a CA. A chain file in the wrong order (intermediate
+/// first) used to fail later as "the registration ID `… CA` is invalid",
+/// since the first certificate's CN is taken as the device's.
+pub fn require_device_first(certs: &[Vec<u8>], what: &str) -> Result<()> {
+    let Some(first) = certs.first() else {
+        return Ok(());
+    };
+    let leaf = parse_der(first, what)?;
+    if !is_ca(&leaf) {
+        return Ok(());
+    }
+    let device = certs.iter().enumerate().skip(1).find_map(|(i, der)| {
+        let x = X509Certificate::from_der(der).ok()?.1;
+        (!is_ca(&x)).then(|| (i + 1, subject(&x)))
+    });
+    let found = match (certs.len(), device) {
+        (1, _) => "it holds only that CA: pass the device's certificate or its full chain".to_string(),
+        (_, Some((n, subject))) => format!(
+            "certificate {n} ({subject}) is: put it first, then its issuers (intermediate, then root), as `<id>-full-chain.cert.pem` does"
+        ),
+        (_, None) => "no certificate in it is a device's: pass the device's full chain (`<id>-full-chain.cert.pem`)".to_string(),
+    };
+    Err(Error::input(format!(
+        "the first certificate in {what} is a CA ({}), not the device's; {found}",
+        subject(&leaf)
+    )))
+}
+
 /// The first certificate of a file (see [`read_certificates`]).
 pub fn read_first(data: &[u8], what: &str) -> Result<Vec<u8>> {
     let mut certs = read_certificates(data, what)?;

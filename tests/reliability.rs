@@ -1223,3 +1223,63 @@ fn keys_encrypted_by_openssl_3_work_or_name_their_cipher() {
         assert!(o.status.success(), "{key}.new: {}", stderr(&o));
     }
 }
+
+// Issue 13 item 6: a chain file in the wrong order (intermediate first) is
+// named as such, not as a bad registration ID (the CA's CN with spaces),
+// by `register` and `enroll disallow`, before any request.
+#[test]
+fn a_chain_that_starts_with_a_ca_is_named() {
+    let c = chain();
+    let d = c.path();
+    let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    std::fs::write(
+        d.join("wrong-order.pem"),
+        read("certs/azure-iot-test-only.intermediate.cert.pem")
+            + &read("certs/device-0001.cert.pem")
+            + &read("certs/azure-iot-test-only.root.ca.cert.pem"),
+    )
+    .unwrap();
+    let s = sink();
+    for extra in [&[][..], &["--registration-id", "device-0001"][..]] {
+        let line = bad_input(&register(
+            d,
+            "wrong-order.pem",
+            "private/device-0001.key.pem",
+            s.port,
+            extra,
+        ));
+        assert!(
+            line.contains("first certificate in wrong-order.pem is a CA")
+                && line.contains("CN=pki Test Only Intermediate CA")
+                && line.contains("certificate 2 (CN=device-0001)")
+                && line.contains("put it first"),
+            "{line}"
+        );
+        assert!(!line.contains("registration ID"), "{line}");
+    }
+    let line = bad_input(&register(
+        d,
+        "certs/azure-iot-test-only.intermediate.cert.pem",
+        "private/device-0001.key.pem",
+        s.port,
+        &[],
+    ));
+    assert!(
+        line.contains("is a CA") && line.contains("only that CA"),
+        "{line}"
+    );
+    let cs = format!(
+        "HostName=127.0.0.1:{};SharedAccessKeyName=provisioningserviceowner;SharedAccessKey={KEY}",
+        s.port
+    );
+    let line = bad_input(&pki_in(
+        d,
+        &["enroll", "disallow", "wrong-order.pem"],
+        &[("DPS_CONNECTION_STRING", &cs)],
+    ));
+    assert!(
+        line.contains("is a CA") && line.contains("certificate 2 (CN=device-0001)"),
+        "{line}"
+    );
+    assert!(!s.was_hit(), "a request went out");
+}
