@@ -1335,3 +1335,110 @@ fn a_damaged_emulator_server_certificate_is_reissued_and_a_damaged_ca_refused() 
     );
     in_words(&line);
 }
+
+/// Asserts exit 1 (a failed operation) with one error line; returns it.
+#[track_caller]
+fn failed(o: &Run) -> String {
+    let err = stderr(o);
+    assert_eq!(o.code, Some(1), "stdout: {}\nstderr: {err}", stdout(o));
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("pki: warning"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {err}");
+    assert!(lines[0].starts_with("pki: error: "), "{err}");
+    lines[0].to_string()
+}
+
+/// A plain-HTTP server that answers every connection with a 400; counts them.
+fn plain_http() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    (port, count)
+}
+
+// Issue 13 item 6: plain HTTP to the emulator's TLS port was "invalid HTTP
+// version parsed", HTTPS (or MQTT over TLS) to a plain-HTTP port "received
+// corrupt message of type InvalidContentType". Each now says which protocol
+// the port speaks and what to use, and is not retried.
+#[test]
+fn the_wrong_protocol_for_a_port_is_named() {
+    use crate::support::Emulator;
+    let emu = Emulator::start_in_temp(&["--no-mqtt"]);
+    let d = emu.scratch();
+    let arm = |endpoint: &str, extra: &[&str]| {
+        let mut args = vec![
+            "ca",
+            "list",
+            "--arm-endpoint",
+            endpoint,
+            "--subscription",
+            "s",
+            "--resource-group",
+            "g",
+            "--dps-name",
+            "d",
+            "--attempts",
+            "3",
+        ];
+        args.extend_from_slice(extra);
+        pki_in(d, &args, &[("AZURE_ACCESS_TOKEN", "t")])
+    };
+    let tls = format!("127.0.0.1:{}", emu.port());
+    let line = failed(&arm(&format!("http://{tls}"), &["--insecure-http"]));
+    assert!(
+        line.contains(&format!("{tls} speaks TLS")) && line.contains(&format!("https://{tls}")),
+        "{line}"
+    );
+    in_words(&line);
+    assert!(!line.contains("invalid HTTP version"), "{line}");
+
+    let (port, count) = plain_http();
+    let plain = format!("127.0.0.1:{port}");
+    let line = failed(&arm(&format!("https://{plain}"), &[]));
+    assert!(
+        line.contains(&format!("{plain} does not speak TLS")),
+        "{line}"
+    );
+    assert!(!line.contains("InvalidContentType"), "{line}");
+    let c = chain();
+    for transport in ["https", "mqtt", "mqtt-ws"] {
+        let o = pki_in(
+            c.path(),
+            &[
+                "register",
+                "--transport",
+                transport,
+                "--id-scope",
+                "0ne00000001",
+                "--host",
+                &plain,
+                "--cert",
+                "certs/device-0001-full-chain.cert.pem",
+                "--key",
+                "private/device-0001.key.pem",
+                "--attempts",
+                "3",
+            ],
+            &[],
+        );
+        let line = failed(&o);
+        assert!(line.contains("does not speak TLS"), "{transport}: {line}");
+        assert!(!line.contains("InvalidContentType"), "{line}");
+    }
+    // One connection per command: the mismatch is not retried.
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 4);
+}

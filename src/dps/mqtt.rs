@@ -208,8 +208,11 @@ impl MqttDevice {
                     Some(rustls::Error::InvalidCertificate(c)) => {
                         Error::from(HttpError::Untrusted {
                             host: self.addr(),
-                            reason: format!("{c:?}"),
+                            reason: crate::dps::http::certificate_problem(c),
                         })
+                    }
+                    Some(rustls::Error::InvalidMessage(_)) => {
+                        Error::from(HttpError::NotTls { host: self.addr() })
                     }
                     _ => unreachable(format!("TLS handshake failed: {e}")),
                 },
