@@ -360,7 +360,7 @@ fn check_proof(c: &StoredCaCert, der: &[u8]) -> DpsResult<()> {
     }
     let ca_der = pem::parse(&c.certificate)
         .map(|p| p.into_contents())
-        .map_err(|e| DpsError::internal(format!("stored CA certificate is damaged: {e}")))?;
+        .map_err(|_| DpsError::internal("stored CA certificate is damaged: it is not PEM"))?;
     let (_, ca) = X509Certificate::from_der(&ca_der).map_err(|e| {
         DpsError::internal(format!(
             "stored CA certificate is damaged: {}",
