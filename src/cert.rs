@@ -1,5 +1,8 @@
 //! Reading certificates: the one place a PEM or DER bundle is decoded and a
 //! certificate's common name, CA flag, subject and thumbprints are read.
+//! It also holds what every reader of PEM and DER shares (certificates,
+//! keys, CSRs): PEM text and DER framing problems said in words
+//! ([`pem_blocks`], [`DerShape`], [`der_problem`]).
 //!
 //! Thumbprints are in DPS's format: upper-case hex of the SHA-1 or SHA-256
 //! of the DER, no separators (`sha1Thumbprint`, `sha256Thumbprint`, the
@@ -86,8 +89,9 @@ pub fn parse_der<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>> {
 }
 
 /// x509-parser's errors print like Rust debug output (`NomError(Eof)`,
-/// `Der(UnexpectedTag { … })`); this says what they mean.
-fn der_problem(e: &x509_parser::nom::Err<x509_parser::error::X509Error>) -> String {
+/// `Der(UnexpectedTag { … })`); this says what they mean. Also for CSRs
+/// and the certificates the emulator receives, which x509-parser reads too.
+pub fn der_problem(e: &x509_parser::nom::Err<x509_parser::error::X509Error>) -> String {
     use x509_parser::error::X509Error;
     use x509_parser::nom::Err;
     match e {
@@ -157,6 +161,145 @@ pub fn looks_pem(data: &[u8]) -> bool {
     data.windows(10).any(|w| w == b"-----BEGIN")
 }
 
+/// Every PEM block of `data`, or what is wrong with its PEM text, in words
+/// (`its `PRIVATE KEY` block has no END line: the file is cut short`), for
+/// the caller to prefix with the file's name and follow with the fix. The
+/// words never hold a whole armour line (`-----END … KEY-----`), which
+/// would read as a leaked key.
+///
+/// The `pem` crate silently drops a block that has no END line (a file cut
+/// short reads as "no certificate found") and prints its other errors in
+/// its own terms (`malformedframing`, `Invalid symbol 33, offset 0.`), so
+/// every reader of PEM (certificates, keys, CSRs, the emulator's files)
+/// goes through here instead.
+pub fn pem_blocks(data: &[u8]) -> std::result::Result<Vec<pem::Pem>, String> {
+    let blocks = pem::parse_many(data).map_err(|e| match e {
+        pem::PemError::MismatchedTags(begin, end) => format!(
+            "its `BEGIN {begin}` line is closed by an `END {end}` line: a block was cut short or two were mixed up"
+        ),
+        pem::PemError::InvalidData(_) => {
+            "the base64 text between its BEGIN and END lines is damaged (a character was changed, added or removed)".to_string()
+        }
+        pem::PemError::InvalidHeader(_) => {
+            "a header line of its PEM block (such as `DEK-Info:`) is malformed".to_string()
+        }
+        pem::PemError::NotUtf8(_) => "its PEM block is not plain text".to_string(),
+        _ => "its `-----BEGIN`/`-----END` lines are broken".to_string(),
+    })?;
+    // Each BEGIN line starts a block; one more BEGIN than blocks is a block
+    // whose END line is missing: the file was cut short.
+    let begins: Vec<&[u8]> = data
+        .windows(11)
+        .enumerate()
+        .filter(|(_, w)| *w == b"-----BEGIN ")
+        .map(|(i, _)| &data[i + 11..])
+        .collect();
+    if let Some(rest) = begins.get(blocks.len()) {
+        let label = rest
+            .split(|&b| b == b'-' || b == b'\n')
+            .next()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        return Err(format!(
+            "its `{label}` block has no END line: the file is cut short"
+        ));
+    }
+    Ok(blocks)
+}
+
+/// How a DER value's outer tag and length fit the bytes around it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DerShape {
+    /// No bytes at all.
+    Empty,
+    /// Not a DER SEQUENCE (every certificate, key and CSR is one).
+    NotSequence,
+    /// A SEQUENCE whose length runs past the end of the data: cut short.
+    Truncated,
+    /// A whole SEQUENCE followed by this many more bytes.
+    Trailing(usize),
+    /// Exactly one SEQUENCE.
+    Whole,
+}
+
+impl DerShape {
+    /// The shape of `der`, from its first tag and length only.
+    pub fn of(der: &[u8]) -> DerShape {
+        if der.is_empty() {
+            return DerShape::Empty;
+        }
+        if der[0] != 0x30 {
+            return DerShape::NotSequence;
+        }
+        match tlv_header(der) {
+            Header::Incomplete => DerShape::Truncated,
+            Header::Invalid => DerShape::NotSequence,
+            Header::Tlv { header, len } => match (der.len() - header).cmp(&len) {
+                std::cmp::Ordering::Less => DerShape::Truncated,
+                std::cmp::Ordering::Greater => DerShape::Trailing(der.len() - header - len),
+                std::cmp::Ordering::Equal => DerShape::Whole,
+            },
+        }
+    }
+}
+
+/// The start of a DER TLV.
+enum Header {
+    /// The bytes end inside the tag or length.
+    Incomplete,
+    /// A high tag number or an indefinite or over-long length: not DER
+    /// any certificate, key or CSR uses.
+    Invalid,
+    /// Header length and value length.
+    Tlv { header: usize, len: usize },
+}
+
+fn tlv_header(der: &[u8]) -> Header {
+    let (Some(&tag), Some(&first)) = (der.first(), der.get(1)) else {
+        return Header::Incomplete;
+    };
+    if tag & 0x1f == 0x1f {
+        return Header::Invalid;
+    }
+    if first < 0x80 {
+        return Header::Tlv {
+            header: 2,
+            len: usize::from(first),
+        };
+    }
+    let n = usize::from(first & 0x7f);
+    if n == 0 || n > 4 {
+        return Header::Invalid;
+    }
+    let Some(bytes) = der.get(2..2 + n) else {
+        return Header::Incomplete;
+    };
+    Header::Tlv {
+        header: 2 + n,
+        len: bytes.iter().fold(0, |acc, &b| (acc << 8) | usize::from(b)),
+    }
+}
+
+/// Whether `der` is a sequence of complete DER TLVs whose constructed
+/// values (SEQUENCE, SET, context tags) are complete TLVs in turn, down to
+/// `depth` levels: a damaged byte inside a key or CSR almost always breaks
+/// this, while an intact value the parser refuses is unsupported, not damaged.
+pub fn der_well_formed(mut der: &[u8], depth: u8) -> bool {
+    while !der.is_empty() {
+        let Header::Tlv { header, len } = tlv_header(der) else {
+            return false;
+        };
+        let Some(value) = der.get(header..header + len) else {
+            return false;
+        };
+        if der[0] & 0x20 != 0 && depth > 0 && !der_well_formed(value, depth - 1) {
+            return false;
+        }
+        der = &der[header + len..];
+    }
+    true
+}
+
 /// What a file holds: its certificates (DER, in file order) and whether it
 /// also holds a private key.
 #[derive(Clone, Debug, Default)]
@@ -180,8 +323,11 @@ impl Bundle {
 /// can say what to pass instead).
 pub fn read_bundle(data: &[u8], what: &str) -> Result<Bundle> {
     if looks_pem(data) {
-        let blocks = pem::parse_many(data)
-            .map_err(|e| Error::input(format!("{what} has a malformed PEM block: {e}")))?;
+        let blocks = pem_blocks(data).map_err(|problem| {
+            Error::input(format!(
+                "{what} is not valid PEM: {problem}; copy the whole file again"
+            ))
+        })?;
         let mut bundle = Bundle::default();
         for b in blocks {
             if b.tag() == "CERTIFICATE" || b.tag() == "TRUSTED CERTIFICATE" {
@@ -201,6 +347,11 @@ pub fn read_bundle(data: &[u8], what: &str) -> Result<Bundle> {
         )));
     }
     parse_der(data, what).map_err(|_| {
+        if DerShape::of(data) == DerShape::Truncated {
+            return Error::input(format!(
+                "{what} is cut short: as DER it ends too early; copy the whole file again"
+            ));
+        }
         Error::input(format!(
             "{what} is neither PEM nor a DER certificate; pass a `.cert.pem` or `.cer` file"
         ))
@@ -232,6 +383,35 @@ pub fn read_certificates(data: &[u8], what: &str) -> Result<Vec<Vec<u8>>> {
         )));
     }
     Ok(bundle.certs)
+}
+
+/// Refuses a device chain (`certs`, in file order, read from `what`) whose
+/// first certificate is a CA. A chain file in the wrong order (intermediate
+/// first) used to fail later as "the registration ID `… CA` is invalid",
+/// since the first certificate's CN is taken as the device's.
+pub fn require_device_first(certs: &[Vec<u8>], what: &str) -> Result<()> {
+    let Some(first) = certs.first() else {
+        return Ok(());
+    };
+    let leaf = parse_der(first, what)?;
+    if !is_ca(&leaf) {
+        return Ok(());
+    }
+    let device = certs.iter().enumerate().skip(1).find_map(|(i, der)| {
+        let x = X509Certificate::from_der(der).ok()?.1;
+        (!is_ca(&x)).then(|| (i + 1, subject(&x)))
+    });
+    let found = match (certs.len(), device) {
+        (1, _) => "it holds only that CA: pass the device's certificate or its full chain".to_string(),
+        (_, Some((n, subject))) => format!(
+            "certificate {n} ({subject}) is: put it first, then its issuers (intermediate, then root), as `<id>-full-chain.cert.pem` does"
+        ),
+        (_, None) => "no certificate in it is a device's: pass the device's full chain (`<id>-full-chain.cert.pem`)".to_string(),
+    };
+    Err(Error::input(format!(
+        "the first certificate in {what} is a CA ({}), not the device's; {found}",
+        subject(&leaf)
+    )))
 }
 
 /// The first certificate of a file (see [`read_certificates`]).

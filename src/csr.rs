@@ -52,9 +52,9 @@ pub enum CsrError {
         "{what} holds no CSR (found {found}); pass a PKCS#10 `BEGIN CERTIFICATE REQUEST` file, e.g. from `openssl req -new` or `pki csr new`"
     )]
     NotCsrPem { what: String, found: String },
-    /// Bytes that do not parse as PKCS#10.
+    /// Bytes that do not parse as PKCS#10; `detail` says why in words.
     #[error(
-        "{what} is not a PKCS#10 certificate signing request ({detail}); pass a CSR in PEM or DER"
+        "{what} is not a usable PKCS#10 certificate signing request: {detail}; pass the whole CSR in PEM or DER (as `openssl req -new` or `pki csr new` writes it)"
     )]
     NotCsr { what: String, detail: String },
     /// The self-signature does not verify with the CSR's own key.
@@ -124,9 +124,9 @@ impl Csr {
     /// without requiring a valid signature (for `pki inspect`).
     pub fn parse(data: &[u8], what: &str) -> Result<Csr, CsrError> {
         let der = if looks_pem(data) {
-            let blocks = pem::parse_many(data).map_err(|e| CsrError::NotCsr {
+            let blocks = crate::cert::pem_blocks(data).map_err(|problem| CsrError::NotCsr {
                 what: what.into(),
-                detail: format!("malformed PEM: {e}"),
+                detail: problem,
             })?;
             let found: Vec<String> = blocks.iter().map(|b| format!("`{}`", b.tag())).collect();
             blocks
@@ -187,8 +187,8 @@ impl Csr {
             what: what.into(),
             detail,
         };
-        let (rest, req) =
-            X509CertificationRequest::from_der(&der).map_err(|e| not_csr(e.to_string()))?;
+        let (rest, req) = X509CertificationRequest::from_der(&der)
+            .map_err(|e| not_csr(crate::cert::der_problem(&e)))?;
         if !rest.is_empty() {
             return Err(not_csr(format!("{} bytes after the request", rest.len())));
         }

@@ -1,19 +1,14 @@
-//! Key types, key generation, and reading and writing private keys.
+//! Key types, key generation, and writing private keys.
 //!
 //! `pki` writes every private key as PKCS#8 PEM (`BEGIN PRIVATE KEY`), because
 //! the Java DPS sample needs it, optionally encrypted with PBES2
-//! (PBKDF2-HMAC-SHA256, AES-256-CBC), which `openssl pkey` reads. It reads the
-//! formats certGen.sh and openssl leave behind: PKCS#1 (`RSA PRIVATE KEY`),
-//! SEC1 (`EC PRIVATE KEY`), PKCS#8, encrypted PKCS#8, and the legacy
-//! `Proc-Type: 4,ENCRYPTED` PEM that OpenSSL 1.x `genrsa -aes256` writes.
+//! (PBKDF2-HMAC-SHA256, AES-256-CBC), which `openssl pkey` reads. Reading the
+//! formats certGen.sh and openssl leave behind is [`crate::keyfile`]'s job.
 
 use std::fmt;
 
-use aes::cipher::{BlockDecryptMut, KeyIvInit, block_padding::Pkcs7};
-use md5::{Digest, Md5};
 use pkcs8::der::Decode;
 use rcgen::KeyPair;
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer};
 
 use crate::error::{Error, Result};
 
@@ -397,161 +392,8 @@ pub fn pkcs8_der(key: &KeyPair) -> Result<Vec<u8>> {
     Ok(pkcs8.as_ref().to_vec())
 }
 
-/// Reads a private key in any format certGen.sh, openssl or `pki` writes.
-///
-/// `what` names the file in error messages; `password_hint` names the option
-/// or variable that supplies the password (for the "how to fix" part).
-pub fn load_private_key(
-    data: &[u8],
-    password: Option<&str>,
-    what: &str,
-    password_hint: &str,
-) -> Result<KeyPair> {
-    let blocks = pem::parse_many(data).unwrap_or_default();
-    if blocks.is_empty() {
-        // Not PEM: try DER (PKCS#8, then PKCS#1 and SEC1).
-        return KeyPair::try_from(data).map_err(|_| {
-            Error::input(format!(
-                "{what} is not a private key (expected PEM `BEGIN PRIVATE KEY`, `BEGIN RSA PRIVATE KEY`, `BEGIN EC PRIVATE KEY`, or DER)"
-            ))
-        });
-    }
-    let block = blocks
-        .iter()
-        .find(|b| b.tag().ends_with("PRIVATE KEY"))
-        .ok_or_else(|| {
-            Error::input(format!(
-                "{what} holds no private key (found {}); pass the key file, not the certificate",
-                blocks
-                    .iter()
-                    .map(|b| format!("`{}`", b.tag()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
-    let need_password = || {
-        Error::input(format!(
-            "{what} is encrypted: give its password with {password_hint}"
-        ))
-    };
-    let wrong_password = || {
-        Error::input(format!(
-            "cannot decrypt {what}: wrong password (set the right one with {password_hint})"
-        ))
-    };
-    let bad =
-        |e: &dyn fmt::Display| Error::input(format!("{what} is not a valid private key: {e}"));
-
-    let der: PrivateKeyDer<'static> = match block.tag() {
-        "ENCRYPTED PRIVATE KEY" => {
-            let password = password.ok_or_else(need_password)?;
-            let info =
-                pkcs8::EncryptedPrivateKeyInfo::from_der(block.contents()).map_err(|e| bad(&e))?;
-            let doc = info.decrypt(password).map_err(|_| wrong_password())?;
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(doc.as_bytes().to_vec()))
-        }
-        tag @ ("RSA PRIVATE KEY" | "EC PRIVATE KEY" | "PRIVATE KEY") => {
-            let contents = match block.headers().get("DEK-Info") {
-                Some(dek) => {
-                    let password = password.ok_or_else(need_password)?;
-                    decrypt_legacy_pem(block.contents(), dek, password, what)
-                        .ok_or_else(wrong_password)??
-                }
-                None => block.contents().to_vec(),
-            };
-            match tag {
-                "RSA PRIVATE KEY" => PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(contents)),
-                "EC PRIVATE KEY" => PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(contents)),
-                _ => PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(contents)),
-            }
-        }
-        other => {
-            return Err(Error::input(format!(
-                "{what} holds a `{other}` key, which pki cannot use; convert it with `openssl pkcs8 -topk8`"
-            )));
-        }
-    };
-    KeyPair::try_from(&der).map_err(|_| {
-        // A wrong password can decrypt to well-padded garbage (1 in 256):
-        // for an encrypted key, an unparsable result still means the password.
-        if block.headers().get("DEK-Info").is_some() || block.tag() == "ENCRYPTED PRIVATE KEY" {
-            wrong_password()
-        } else {
-            Error::input(format!(
-                "{what} is not a supported private key (pki uses RSA and ECDSA P-256/P-384 keys)"
-            ))
-        }
-    })
-}
-
-/// Decrypts OpenSSL's legacy PEM encryption (`DEK-Info: AES-256-CBC,<iv>`),
-/// whose key is EVP_BytesToKey(MD5, password, iv[..8], 1 round).
-///
-/// Returns `None` when the padding is wrong (almost always a wrong password).
-fn decrypt_legacy_pem(
-    data: &[u8],
-    dek_info: &str,
-    password: &str,
-    what: &str,
-) -> Option<Result<Vec<u8>>> {
-    let (cipher, iv_hex) = dek_info.split_once(',')?;
-    let key_len = match cipher.trim() {
-        "AES-128-CBC" => 16,
-        "AES-192-CBC" => 24,
-        "AES-256-CBC" => 32,
-        other => {
-            return Some(Err(Error::input(format!(
-                "{what} is encrypted with {other}, which pki does not read; re-encrypt it with `openssl pkcs8 -topk8 -v2 aes-256-cbc`"
-            ))));
-        }
-    };
-    let iv = decode_hex(iv_hex.trim())?;
-    if iv.len() != 16 {
-        return Some(Err(Error::input(format!(
-            "{what} has a malformed DEK-Info header"
-        ))));
-    }
-    let mut key = Vec::with_capacity(48);
-    let mut prev: Vec<u8> = Vec::new();
-    while key.len() < key_len {
-        let mut h = Md5::new();
-        h.update(&prev);
-        h.update(password.as_bytes());
-        h.update(&iv[..8]);
-        prev = h.finalize().to_vec();
-        key.extend_from_slice(&prev);
-    }
-    key.truncate(key_len);
-    let mut buf = data.to_vec();
-    let out = match key_len {
-        16 => cbc::Decryptor::<aes::Aes128>::new_from_slices(&key, &iv)
-            .ok()?
-            .decrypt_padded_mut::<Pkcs7>(&mut buf)
-            .ok()?
-            .to_vec(),
-        24 => cbc::Decryptor::<aes::Aes192>::new_from_slices(&key, &iv)
-            .ok()?
-            .decrypt_padded_mut::<Pkcs7>(&mut buf)
-            .ok()?
-            .to_vec(),
-        _ => cbc::Decryptor::<aes::Aes256>::new_from_slices(&key, &iv)
-            .ok()?
-            .decrypt_padded_mut::<Pkcs7>(&mut buf)
-            .ok()?
-            .to_vec(),
-    };
-    Some(Ok(out))
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+/// Reading key files lives in [`crate::keyfile`]; re-exported for callers.
+pub use crate::keyfile::load_private_key;
 
 /// A short human description of a key pair's algorithm, e.g. `ec-p256`.
 pub fn describe(key: &impl rcgen::PublicKeyData) -> &'static str {

@@ -10,6 +10,8 @@
 //! - [`chain`]: `pki chain new` and `pki device new`; [`chain_csr`]:
 //!   `pki device new --csr` (signing external CSRs).
 //! - [`cert`]: reading PEM/DER certificates, common names, thumbprints.
+//! - [`keyfile`]: reading private key files, plain or encrypted, in every
+//!   format openssl writes.
 //! - [`ca_dir`]: finding the signing CA (certificate and key) in a CA directory.
 //! - [`csr`]: certificate signing requests (PKCS#10): read, verify, make.
 //! - [`inspect`]: describing certificates and checking chains against DPS's rules.
@@ -36,6 +38,7 @@ pub mod fsio;
 pub mod fuzz;
 pub mod inspect;
 pub mod issue;
+pub mod keyfile;
 pub mod keys;
 pub mod layout;
 pub mod literal;

@@ -448,18 +448,19 @@ fn disallow(
     net: &NetArgs,
 ) -> Result<()> {
     let what = path.display().to_string();
-    let cert = load_cert(&crate::fsio::read_input(path)?, &what, allow_expired)?;
+    let data = crate::fsio::read_input(path)?;
+    let cert = load_cert(&data, &what, allow_expired)?;
+    // `disallow` blocks one device: a CA first (a chain in the wrong order,
+    // or a group's certificate) would disallow the CA's CN, which no device has.
+    if cert.is_ca {
+        crate::cert::require_device_first(&crate::cert::read_bundle(&data, &what)?.certs, &what)?;
+    }
     let reg_id = cert.common_name.clone().ok_or_else(|| {
         Error::input(format!(
             "{what} has no subject CN, so it names no registration ID"
         ))
     })?;
     let (reg_id, _) = RegistrationId::parse_cn(&reg_id)?;
-    if cert.is_ca {
-        warn(format!(
-            "{what} is a CA certificate; `disallow` blocks one device, give its leaf certificate"
-        ));
-    }
     let client = ServiceClient::new(conn.load()?, net.options())?;
     let stored = block_on(upsert::disallow(&client, &reg_id, &cert))??;
     if json {

@@ -273,6 +273,7 @@ fn x509_credential(
     let what = cert_path.display().to_string();
     let data = crate::fsio::read_input(cert_path)?;
     let chain = cert::read_bundle(&data, &what)?.certs;
+    cert::require_device_first(&chain, &what)?;
     let leaf_der = chain.first().ok_or_else(|| {
         Error::input(format!(
             "{what} holds no PEM certificate; pass the device's full-chain PEM"

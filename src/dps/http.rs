@@ -90,6 +90,18 @@ pub enum HttpError {
         secs: u64,
         attempts: u32,
     },
+    /// An `https://` request reached a port that does not speak TLS
+    /// (rustls's "received corrupt message of type InvalidContentType").
+    #[error(
+        "{host} does not speak TLS (its reply is not a TLS handshake, as from a plain-HTTP port): check the host and port, which must be the HTTPS one (the emulator prints it as `listening on https://…`)"
+    )]
+    NotTls { host: String },
+    /// An `http://` request (`--insecure-http`) reached a TLS port (hyper's
+    /// "invalid HTTP version parsed": the TLS alert is not HTTP).
+    #[error(
+        "{host} speaks TLS, not plain HTTP: it is an HTTPS port (as the emulator's is); use https://{host} and drop --insecure-http"
+    )]
+    NotHttp { host: String },
     /// Anything else reqwest reports (malformed response, protocol error).
     #[error("request to {host} failed: {reason}")]
     Other { host: String, reason: String },
@@ -394,6 +406,11 @@ impl Http {
         if let Some(reason) = untrusted_reason(&e) {
             return HttpError::Untrusted { host, reason };
         }
+        match protocol_mismatch(&e) {
+            Some(Mismatch::NotTls) => return HttpError::NotTls { host },
+            Some(Mismatch::NotHttp) => return HttpError::NotHttp { host },
+            None => {}
+        }
         if e.is_timeout() {
             return HttpError::Timeout {
                 host,
@@ -415,9 +432,42 @@ impl Http {
 }
 
 /// Whether a transport error is worth retrying: connection failures and
-/// timeouts, but not TLS trust failures (those never fix themselves).
+/// timeouts, but not TLS trust failures or the wrong protocol on the port
+/// (those never fix themselves).
 fn is_transient(e: &reqwest::Error) -> bool {
-    untrusted_reason(e).is_none() && (e.is_connect() || e.is_timeout() || e.is_request())
+    untrusted_reason(e).is_none()
+        && protocol_mismatch(e).is_none()
+        && (e.is_connect() || e.is_timeout() || e.is_request())
+}
+
+/// The other side speaks the other protocol than the URL's scheme.
+enum Mismatch {
+    /// `https://` to a port that answers without TLS.
+    NotTls,
+    /// `http://` to a port that answers with TLS.
+    NotHttp,
+}
+
+fn protocol_mismatch(e: &reqwest::Error) -> Option<Mismatch> {
+    let errors = chain(e);
+    // rustls reads the first bytes of a plain-HTTP reply ("HTTP/1.1 400")
+    // as a TLS record of an unknown content type.
+    if errors.iter().any(|err| {
+        matches!(
+            err.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidMessage(_))
+        )
+    }) {
+        return Some(Mismatch::NotTls);
+    }
+    // A TLS server answers a plain request with an alert record, which
+    // hyper cannot parse as a status line.
+    let plain = e.url().is_some_and(|u| u.scheme() == "http");
+    let unparsable = errors.iter().any(|err| {
+        err.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+    });
+    (plain && unparsable).then_some(Mismatch::NotHttp)
 }
 
 /// Walks an error's sources, looking inside `io::Error`s too (their
@@ -447,14 +497,47 @@ fn chain<'a>(
 fn untrusted_reason(e: &reqwest::Error) -> Option<String> {
     for err in chain(e) {
         if let Some(rustls::Error::InvalidCertificate(c)) = err.downcast_ref::<rustls::Error>() {
-            return Some(format!("{c:?}"));
+            return Some(certificate_problem(c));
         }
+        // Through some layers only the text survives: "invalid peer
+        // certificate: UnknownIssuer".
         let text = err.to_string();
-        if text.contains("invalid peer certificate") {
-            return Some(text);
+        if let Some((_, why)) = text.split_once("invalid peer certificate: ") {
+            let why = why.trim();
+            return Some(problem_by_name(why).map_or_else(|| why.to_string(), str::to_string));
         }
     }
     None
+}
+
+/// Why a server certificate was refused, in words: rustls prints most
+/// [`rustls::CertificateError`] variants as their Rust names (`UnknownIssuer`).
+pub fn certificate_problem(c: &rustls::CertificateError) -> String {
+    let text = c.to_string();
+    // The variants with context print as sentences already.
+    match problem_by_name(&text) {
+        Some(words) => words.to_string(),
+        None => text,
+    }
+}
+
+/// [`certificate_problem`] of a variant printed by its name.
+fn problem_by_name(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "UnknownIssuer" => "it is issued by a CA this client does not trust",
+        "BadSignature" => "its signature does not verify",
+        "BadEncoding" => "it is malformed",
+        "Expired" => "it has expired",
+        "NotValidYet" => "it is not valid yet",
+        "Revoked" => "it is revoked",
+        "NotValidForName" => "it is not valid for this host name",
+        "InvalidPurpose" => "it is not a TLS server certificate",
+        "UnhandledCriticalExtension" => "it has a critical extension this client does not know",
+        "UnknownRevocationStatus" => "its revocation status is unknown",
+        "ExpiredRevocationList" => "the revocation list for it has expired",
+        "ApplicationVerificationFailure" => "the TLS verifier refused it",
+        _ => return None,
+    })
 }
 
 /// The most specific message in an error chain (e.g. "Connection refused").

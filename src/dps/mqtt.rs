@@ -208,8 +208,11 @@ impl MqttDevice {
                     Some(rustls::Error::InvalidCertificate(c)) => {
                         Error::from(HttpError::Untrusted {
                             host: self.addr(),
-                            reason: format!("{c:?}"),
+                            reason: crate::dps::http::certificate_problem(c),
                         })
+                    }
+                    Some(rustls::Error::InvalidMessage(_)) => {
+                        Error::from(HttpError::NotTls { host: self.addr() })
                     }
                     _ => unreachable(format!("TLS handshake failed: {e}")),
                 },
@@ -424,12 +427,24 @@ impl Session {
         match self.next().await? {
             Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => {}
             Packet::ConnAck(a) => {
+                let why = match a.code {
+                    ConnectReturnCode::NotAuthorized => "not authorized",
+                    ConnectReturnCode::BadUserNamePassword => "bad user name or password",
+                    ConnectReturnCode::BadClientId => "client ID refused",
+                    ConnectReturnCode::ServiceUnavailable => "service unavailable",
+                    ConnectReturnCode::RefusedProtocolVersion => "MQTT 3.1.1 refused",
+                    ConnectReturnCode::Success => "success",
+                };
                 return Err(Error::Service(format!(
-                    "DPS refused the MQTT connection ({:?}); check --id-scope and that the registration ID is the certificate's CN",
-                    a.code
+                    "DPS refused the MQTT connection ({why}); check --id-scope and that the registration ID is the certificate's CN"
                 )));
             }
-            other => return Err(self.broken(format!("expected CONNACK, got {other:?}"))),
+            other => {
+                return Err(self.broken(format!(
+                    "expected CONNACK, got a {} packet",
+                    packet_name(&other)
+                )));
+            }
         }
         self.send(Packet::Subscribe(Subscribe::new(
             "$dps/registrations/res/#",
@@ -502,5 +517,25 @@ impl Session {
                 )
                 .await?;
         }
+    }
+}
+
+/// An MQTT packet's type, for messages (its Debug form holds the payload).
+fn packet_name(p: &Packet) -> &'static str {
+    match p {
+        Packet::Connect(_) => "CONNECT",
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::Publish(_) => "PUBLISH",
+        Packet::PubAck(_) => "PUBACK",
+        Packet::PubRec(_) => "PUBREC",
+        Packet::PubRel(_) => "PUBREL",
+        Packet::PubComp(_) => "PUBCOMP",
+        Packet::Subscribe(_) => "SUBSCRIBE",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::PingReq => "PINGREQ",
+        Packet::PingResp => "PINGRESP",
+        Packet::Disconnect => "DISCONNECT",
     }
 }

@@ -347,7 +347,10 @@ fn check_proof(c: &StoredCaCert, der: &[u8]) -> DpsResult<()> {
         ))
     })?;
     let (_, proof) = X509Certificate::from_der(der).map_err(|e| {
-        DpsError::bad_request(format!("the verification certificate is not X.509: {e}"))
+        DpsError::bad_request(format!(
+            "the verification certificate is not X.509: {}",
+            crate::cert::der_problem(&e)
+        ))
     })?;
     let cn = crate::issue::common_name_of(&proof).unwrap_or_default();
     if !cn.eq_ignore_ascii_case(code) {
@@ -357,9 +360,13 @@ fn check_proof(c: &StoredCaCert, der: &[u8]) -> DpsResult<()> {
     }
     let ca_der = pem::parse(&c.certificate)
         .map(|p| p.into_contents())
-        .map_err(|e| DpsError::internal(format!("stored CA certificate is damaged: {e}")))?;
-    let (_, ca) = X509Certificate::from_der(&ca_der)
-        .map_err(|e| DpsError::internal(format!("stored CA certificate is damaged: {e}")))?;
+        .map_err(|_| DpsError::internal("stored CA certificate is damaged: it is not PEM"))?;
+    let (_, ca) = X509Certificate::from_der(&ca_der).map_err(|e| {
+        DpsError::internal(format!(
+            "stored CA certificate is damaged: {}",
+            crate::cert::der_problem(&e)
+        ))
+    })?;
     if proof.verify_signature(Some(ca.public_key())).is_err() {
         return Err(DpsError::bad_request(format!(
             "Proof-of-possession failed: the verification certificate (issuer `{}`) is not signed by the private key of `{}` ({}); sign it with that CA's key",

@@ -197,7 +197,8 @@ pub fn attest_x509(
     for (i, der) in chain.iter().enumerate() {
         let (_, x) = X509Certificate::from_der(der).map_err(|e| {
             unauthorized(format!(
-                "certificate #{i} of the TLS client chain is not a valid X.509 certificate: {e}"
+                "certificate #{i} of the TLS client chain is not a valid X.509 certificate: {}",
+                crate::cert::der_problem(&e)
             ))
         })?;
         parsed.push(x);

@@ -35,9 +35,9 @@ pub fn decode_certificate(text: &str, what: &str) -> Result<Vec<u8>, CertError> 
     let trimmed = compact.trim_end_matches('=');
     let raw = base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(trimmed)
-        .map_err(|e| {
+        .map_err(|_| {
             CertError(format!(
-                "{what}.certificate is neither PEM nor valid base64 ({e}); send PEM text, base64 of the DER, or base64 of the PEM"
+                "{what}.certificate is neither PEM nor valid base64; send PEM text, base64 of the DER, or base64 of the PEM"
             ))
         })?;
     if raw.starts_with(b"-----BEGIN") {
@@ -47,8 +47,8 @@ pub fn decode_certificate(text: &str, what: &str) -> Result<Vec<u8>, CertError> 
 }
 
 fn from_pem(data: &[u8], what: &str) -> Result<Vec<u8>, CertError> {
-    let blocks = pem::parse_many(data)
-        .map_err(|e| CertError(format!("{what}.certificate is not valid PEM: {e}")))?;
+    let blocks = cert::pem_blocks(data)
+        .map_err(|problem| CertError(format!("{what}.certificate is not valid PEM: {problem}")))?;
     if blocks.iter().any(|b| b.tag().contains("PRIVATE KEY")) {
         return Err(CertError(format!("{what}.certificate {NO_KEYS}")));
     }
@@ -80,7 +80,8 @@ fn check_der(der: Vec<u8>, what: &str) -> Result<Vec<u8>, CertError> {
                 return Err(CertError(format!("{what}.certificate {NO_KEYS}")));
             }
             Err(CertError(format!(
-                "{what}.certificate is not an X.509 certificate: {e}"
+                "{what}.certificate is not an X.509 certificate: {}",
+                cert::der_problem(&e)
             )))
         }
     }

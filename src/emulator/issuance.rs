@@ -413,7 +413,12 @@ fn load_or_create(dir: &Path, name: &PolicyName, days: Option<u32>) -> Result<Po
     let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
     let issuing_subject = X509Certificate::from_der(&issuing.cert.der)
         .map(|(_, x)| x.subject().as_raw().to_vec())
-        .map_err(|e| Error::failed(format!("the policy's issuing CA does not parse: {e}")))?;
+        .map_err(|e| {
+            Error::failed(format!(
+                "the policy's issuing CA does not parse: {}",
+                crate::cert::der_problem(&e)
+            ))
+        })?;
     Ok(PolicyCa {
         info,
         tail: [b64(&issuing.cert.der), b64(&root_der)],

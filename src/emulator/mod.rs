@@ -382,7 +382,17 @@ fn save_settings(data: &Path, settings: &Settings) -> Result<()> {
 }
 
 /// Returns (server certificate + CA chain PEM, server key PEM), creating the
-/// CA on first start and re-issuing the server certificate when new host names appear.
+/// CA on first start and re-issuing the server certificate when new host
+/// names appear, or when the stored one is damaged.
+///
+/// The two kinds of files are treated differently on purpose. `server.pem`
+/// and `server.key.pem` are derived: clients trust the CA (`ca.pem`,
+/// `truststore.p12`), never the server certificate, and the emulator already
+/// re-issues it whenever a host name is added. So a damaged, truncated or
+/// empty one is replaced, with a warning naming the file, and nothing a
+/// client trusts changes (rustls used to fail on it with "peer sent no
+/// certificates"). A damaged CA is refused instead: a new one would silently
+/// break every client configured to trust the old `ca.pem`, so the user decides.
 fn tls_material(
     data: &Path,
     settings: &mut Settings,
@@ -401,15 +411,31 @@ fn tls_material(
             std::fs::read_to_string(&server_key_path),
         )
     {
-        return Ok((chain, key));
+        let problem = if crate::cert::read_certificates(chain.as_bytes(), "").is_err() {
+            format!("{} is damaged or empty", server_path.display())
+        } else if crate::keys::load_private_key(key.as_bytes(), None, "", "").is_err() {
+            format!("{} is damaged or empty", server_key_path.display())
+        } else if tls::server_config(&chain, &key, &[]).is_err() {
+            format!(
+                "{} does not belong to {}",
+                server_key_path.display(),
+                server_path.display()
+            )
+        } else {
+            return Ok((chain, key));
+        };
+        log_line(&format!(
+            "warning: {problem}; issuing a new server certificate under the same CA ({}), which clients already trust",
+            ca_path.display()
+        ));
     }
     let ca = match (std::fs::read(&ca_path), std::fs::read(&ca_key_path)) {
         (Ok(cert_pem), Ok(key_pem)) => {
-            let der = pem::parse(&cert_pem)
-                .map_err(|e| Error::input(format!("{} is not PEM: {e}", ca_path.display())))?
-                .into_contents();
-            let key = crate::keys::load_private_key(&key_pem, None, "the emulator CA key", "")?;
-            Ca::from_parts(&der, key, "the emulator CA")?
+            let what = ca_path.display().to_string();
+            let der = crate::cert::read_first(&cert_pem, &what).map_err(|e| damaged_ca(data, e))?;
+            crate::keys::load_private_key(&key_pem, None, &ca_key_path.display().to_string(), "")
+                .and_then(|key| Ca::from_parts(&der, key, &what))
+                .map_err(|e| damaged_ca(data, e))?
         }
         _ => {
             let key = KeyType::EcP256.generate()?;
@@ -450,6 +476,17 @@ fn tls_material(
     settings.hostnames = all;
     save_settings(data, settings)?;
     Ok((chain, key_pem))
+}
+
+/// The one line for an unusable TLS CA in `data` (`problem` says what is
+/// wrong): restore it, or delete both files for a new CA, which every
+/// client must then trust again; never replaced silently (see [`tls_material`]).
+pub(crate) fn damaged_ca(data: &Path, problem: Error) -> Error {
+    Error::input(format!(
+        "the emulator's TLS CA is unusable: {problem}; restore it, or delete {} and {} so the emulator makes a new CA (clients must then trust the new ca.pem)",
+        data.join("ca.pem").display(),
+        data.join("ca.key.pem").display()
+    ))
 }
 
 /// Serves until Ctrl-C or SIGTERM, then lets in-flight requests finish.

@@ -127,16 +127,14 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// served with and without SNI (Node sends none for IP literals, §9).
 pub fn server_config(chain_pem: &str, key_pem: &str, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>> {
     let provider = provider();
-    let certs: Vec<CertificateDer<'static>> = pem::parse_many(chain_pem)
-        .map_err(|e| Error::failed(format!("the emulator server certificate is not PEM: {e}")))?
-        .into_iter()
-        .filter(|b| b.tag() == "CERTIFICATE")
-        .map(|b| CertificateDer::from(b.into_contents()))
-        .collect();
-    let key_block = pem::parse(key_pem)
-        .map_err(|e| Error::failed(format!("the emulator server key is not PEM: {e}")))?;
-    let key = PrivateKeyDer::try_from(key_block.into_contents())
-        .map_err(|e| Error::failed(format!("the emulator server key is unusable: {e}")))?;
+    let certs: Vec<CertificateDer<'static>> =
+        crate::cert::read_certificates(chain_pem.as_bytes(), "the server certificate")?
+            .into_iter()
+            .map(CertificateDer::from)
+            .collect();
+    let key = crate::keys::load_private_key(key_pem.as_bytes(), None, "the server key", "")?;
+    let key = PrivateKeyDer::try_from(crate::keys::pkcs8_der(&key)?)
+        .map_err(|_| Error::failed("the server key is not PKCS#8"))?;
     let verifier = Arc::new(AnyChainVerifier {
         algorithms: provider.signature_verification_algorithms,
     });
@@ -145,7 +143,12 @@ pub fn server_config(chain_pem: &str, key_pem: &str, alpn: &[&[u8]]) -> Result<A
         .map_err(|e| Error::failed(format!("cannot set TLS versions: {e}")))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
-        .map_err(|e| Error::failed(format!("cannot use the emulator server certificate: {e}")))?;
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => {
+                Error::failed("the server key does not belong to the server certificate")
+            }
+            e => Error::failed(format!("cannot use the server certificate: {e}")),
+        })?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

@@ -27,9 +27,8 @@ pub fn write(data: &Path) -> Result<PathBuf> {
     let ca_path = data.join("ca.pem");
     let ca_pem = std::fs::read(&ca_path)
         .map_err(|e| Error::failed(format!("cannot read {}: {e}", ca_path.display())))?;
-    let der = pem::parse(ca_pem)
-        .map_err(|e| Error::input(format!("{} is not PEM: {e}", ca_path.display())))?
-        .into_contents();
+    let der = crate::cert::read_first(&ca_pem, &ca_path.display().to_string())
+        .map_err(|e| super::damaged_ca(data, e))?;
     let err = |e: p12_keystore::error::Error| {
         Error::Crypto(format!("cannot build the Java trust store: {e}"))
     };
