@@ -352,6 +352,14 @@ fn scale(disk_parent: &Path, million: bool) -> String {
     eprintln!("scale: {rsa_n} rsa-2048 devices on tmpfs…");
     let rsa = scale_row(tmpfs.path(), rsa_n, 1, &["--device-key", "rsa-2048"], false);
     let (ossl_again, load_after) = (openssl_speed(), load_average());
+    // The backend again after the rows: the faster of the two is the
+    // yardstick (the stricter one for pki's ratio), as with openssl's.
+    let (keygen_again, sign_again) = crypto_baseline(20_000);
+    let (keygen, sign) = if keygen_again + sign_again < keygen + sign {
+        (keygen_again, sign_again)
+    } else {
+        (keygen, sign)
+    };
     drop(disk);
     drop(tmpfs);
 
@@ -395,8 +403,8 @@ fn scale(disk_parent: &Path, million: bool) -> String {
          for example to a `mount -t tmpfs -o size=8g tmpfs /mnt/pki-bench`) and on the {disk_fs} disk \
          (`{}`); CPU and wall are medians of the runs, peak RSS the largest.\n\n{table}\n\
          Yardsticks in the same run: `openssl speed ecdsap256` signs in **{ossl_us:.1} µs** (the faster \
-         of a run before and after the rows); the backend alone (aws-lc-rs, one thread, no files) takes \
-         {:.1} µs per P-256 key generation and {:.1} µs per signature, **{base_us:.1} µs** per device's \
+         of a run before and after the rows); the backend alone (aws-lc-rs, one thread, no files, the faster of a run before and after the \
+         rows) takes {:.1} µs per P-256 key generation and {:.1} µs per signature, **{base_us:.1} µs** per device's \
          cryptography.\n\n\
          At 100,000 devices on tmpfs pki spends **{per:.1} µs of user CPU per device: {:.2}× an openssl \
          signature** (target ≤ 2.5×) and **{:.2}× the backend's keygen + sign** (target ≤ 1.5×).\n\n\
