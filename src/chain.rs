@@ -552,41 +552,65 @@ fn issue_devices(
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let warnings: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
+    // Workers take devices a chunk at a time and do the chunk's
+    // cryptography back to back before writing its files: interleaving a
+    // file creation (kernel work) between every key generation and
+    // signature evicts the backend's precomputed tables from the cache.
+    let chunk = (n / (threads * 8)).clamp(1, CHUNK);
+    let fail = |e: Error| {
+        failed.store(true, Ordering::Relaxed);
+        if let Ok(mut slot) = first_error.lock() {
+            slot.get_or_insert(e);
+        }
+    };
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
+                let mut signed = Vec::with_capacity(chunk);
                 while !failed.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
+                    let start = next.fetch_add(chunk, Ordering::Relaxed);
+                    if start >= n {
                         break;
                     }
-                    let done = device.issue(&plan.ids.get(i).unwrap_or_default()).and_then(
-                        |(entry, was_capped, warned)| {
-                            emit(i, &entry)?;
-                            if i == 0 && !warned.is_empty() {
-                                // The same window and issuer for every device: say it once.
-                                *lock(&warnings)? = warned;
-                            }
-                            if was_capped {
-                                capped.store(true, Ordering::Relaxed);
-                            }
-                            if i == 0 || i == n - 1 {
-                                let mut ends = lock(&ends)?;
-                                let slot = if i == 0 { &mut ends.0 } else { &mut ends.1 };
-                                *slot = Some(entry.clone());
-                            }
-                            if plan.keep_entries {
-                                lock(&kept)?[i] = Some(entry);
-                            }
-                            Ok(())
-                        },
-                    );
-                    match done {
-                        Ok(()) => tick(),
-                        Err(e) => {
-                            failed.store(true, Ordering::Relaxed);
-                            if let Ok(mut slot) = first_error.lock() {
-                                slot.get_or_insert(e);
+                    signed.clear();
+                    let made = (start..(start + chunk).min(n)).try_for_each(|i| {
+                        let id = plan.ids.get(i).unwrap_or_default();
+                        let done = device.sign(&id)?;
+                        signed.push((i, id, done));
+                        Ok(())
+                    });
+                    if let Err(e) = made {
+                        fail(e);
+                        break;
+                    }
+                    for (i, id, done) in signed.drain(..) {
+                        let done =
+                            device
+                                .store(&id, done)
+                                .and_then(|(entry, was_capped, warned)| {
+                                    emit(i, &entry)?;
+                                    if i == 0 && !warned.is_empty() {
+                                        // The same window and issuer for every device: say it once.
+                                        *lock(&warnings)? = warned;
+                                    }
+                                    if was_capped {
+                                        capped.store(true, Ordering::Relaxed);
+                                    }
+                                    if i == 0 || i == n - 1 {
+                                        let mut ends = lock(&ends)?;
+                                        let slot = if i == 0 { &mut ends.0 } else { &mut ends.1 };
+                                        *slot = Some(entry.clone());
+                                    }
+                                    if plan.keep_entries {
+                                        lock(&kept)?[i] = Some(entry);
+                                    }
+                                    Ok(())
+                                });
+                        match done {
+                            Ok(()) => tick(),
+                            Err(e) => {
+                                fail(e);
+                                break;
                             }
                         }
                     }
@@ -637,8 +661,33 @@ struct DeviceCtx<'a> {
     issuer_subject: Option<&'a str>,
 }
 
+/// The most devices a worker signs before writing their files (see
+/// [`issue_devices`]): enough to keep the backend's tables warm, few enough
+/// that a chunk's keys and certificates are a few tens of kilobytes.
+const CHUNK: usize = 32;
+
+/// A device's key and certificate, made but not yet written.
+struct Signed {
+    key: crate::keys::GeneratedKey,
+    cert: crate::issue::IssuedCert,
+}
+
 impl DeviceCtx<'_> {
-    fn issue(&self, id: &str) -> Result<(Entry, bool, Vec<String>)> {
+    /// The cryptography of one device: its key and its signed certificate.
+    fn sign(&self, id: &str) -> Result<Signed> {
+        let key = self.plan.key.generate_fresh_for("device", id)?;
+        let cert = issue(
+            &Profile::Device,
+            id,
+            &self.plan.validity,
+            &key,
+            self.signer.ca,
+        )?;
+        Ok(Signed { key, cert })
+    }
+
+    /// Stages a signed device's files and makes its manifest entry.
+    fn store(&self, id: &str, signed: Signed) -> Result<(Entry, bool, Vec<String>)> {
         let DeviceCtx {
             layout,
             staging,
@@ -650,8 +699,7 @@ impl DeviceCtx<'_> {
             chain_pem,
             chain_der,
         } = self.signer;
-        let key = plan.key.generate_fresh_for("device", id)?;
-        let cert = issue(&Profile::Device, id, &plan.validity, &key, issuer)?;
+        let Signed { key, cert } = signed;
         let (c, f, k) = (
             layout.device_cert(id),
             layout.device_full_chain(id),
