@@ -506,52 +506,45 @@ fn name_of(oid: &str) -> String {
 
 /// Decrypts an `EncryptedPrivateKeyInfo` under a PKCS#12 PBE scheme with
 /// p12-keystore, which decrypts those only inside a PFX: the key goes into
-/// a minimal one (no MAC, one pkcs8ShroudedKeyBag, RFC 7292), so no
-/// cryptography is written here. `None`: wrong password (or damage).
+/// a minimal one (no MAC, one pkcs8ShroudedKeyBag, RFC 7292), encoded with
+/// yasna, so no cryptography and no DER is written by hand here. `None`:
+/// wrong password (or damage).
 fn pkcs12_pbe_decrypt(encrypted: &[u8], password: &str) -> Option<Vec<u8>> {
-    const DATA: &[u8] = &[
-        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01,
-    ];
-    const SHROUDED_KEY_BAG: &[u8] = &[
-        0x06, 0x0b, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x02,
-    ];
-    let bag = tlv(0x30, &[SHROUDED_KEY_BAG, &tlv(0xa0, &[encrypted])]);
-    let safe_contents = tlv(0x30, &[&bag]);
-    let content_info = |content: &[u8]| tlv(0x30, &[DATA, &tlv(0xa0, &[&tlv(0x04, &[content])])]);
-    let auth_safe = tlv(0x30, &[&content_info(&safe_contents)]);
-    let pfx = tlv(0x30, &[&[0x02, 0x01, 0x03], &content_info(&auth_safe)]);
+    use yasna::models::ObjectIdentifier;
+    /// `ContentInfo { id-data, [0] EXPLICIT OCTET STRING content }`.
+    fn content_info(w: yasna::DERWriter<'_>, content: &[u8]) {
+        w.write_sequence(|w| {
+            w.next()
+                .write_oid(&ObjectIdentifier::from_slice(&[1, 2, 840, 113549, 1, 7, 1]));
+            w.next()
+                .write_tagged(yasna::Tag::context(0), |w| w.write_bytes(content));
+        });
+    }
+    let shrouded_key_bag = ObjectIdentifier::from_slice(&[1, 2, 840, 113549, 1, 12, 10, 1, 2]);
+    let safe_contents = yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_sequence(|w| {
+                w.next().write_oid(&shrouded_key_bag);
+                w.next()
+                    .write_tagged(yasna::Tag::context(0), |w| w.write_der(encrypted));
+            });
+        });
+    });
+    let auth_safe =
+        yasna::construct_der(|w| w.write_sequence(|w| content_info(w.next(), &safe_contents)));
+    let pfx = yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_u8(3);
+            content_info(w.next(), &auth_safe);
+        });
+    });
     let archive = p12_keystore::Pkcs12Archive::from_pkcs12(&pfx, password).ok()?;
     Some(archive.keys.first()?.key.as_der().to_vec())
-}
-
-/// One DER TLV of `tag` around the concatenation of `parts`.
-fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    let mut out = vec![tag];
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|&&b| b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    for p in parts {
-        out.extend_from_slice(p);
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tlv_lengths() {
-        assert_eq!(tlv(0x04, &[&[1, 2]]), [0x04, 0x02, 1, 2]);
-        let big = vec![0u8; 300];
-        assert_eq!(&tlv(0x04, &[&big])[..4], &[0x04, 0x82, 0x01, 0x2c]);
-    }
 
     #[test]
     fn shell_words() {

@@ -145,9 +145,9 @@ impl KeyType {
         // an eighth of the key's cost. The point is already encoded in
         // `public_key()`, so the PKCS#8 is assembled around it (the same
         // bytes, a unit test holds them equal).
-        let curve_oid: &[u8] = match self {
-            KeyType::EcP384 => OID_SECP384R1,
-            _ => OID_PRIME256V1,
+        let curve_oid = match self {
+            KeyType::EcP384 => &OID_SECP384R1,
+            _ => &OID_PRIME256V1,
         };
         let private = {
             use aws_lc_rs::encoding::AsBigEndian as _;
@@ -156,6 +156,7 @@ impl KeyType {
         let pkcs8 = {
             use aws_lc_rs::signature::KeyPair as _;
             ec_pkcs8(curve_oid, private.as_ref(), key.public_key().as_ref())
+                .map_err(|_| failed())?
         };
         Ok(GeneratedKey {
             pkcs8,
@@ -234,62 +235,42 @@ impl fmt::Display for KeyType {
     }
 }
 
-/// DER of the `ecPublicKey` algorithm OID (RFC 5480).
-const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-/// DER of the P-256 curve OID.
-const OID_PRIME256V1: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-/// DER of the P-384 curve OID.
-const OID_SECP384R1: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
-
-/// Size of a DER TLV whose value is `len` bytes.
-fn tlv_size(len: usize) -> usize {
-    1 + der_len_size(len) + len
-}
-
-fn der_len_size(len: usize) -> usize {
-    match len {
-        0..0x80 => 1,
-        0x80..0x100 => 2,
-        _ => 3,
-    }
-}
-
-/// Writes a DER tag and length (values here are far below 64 KiB).
-fn der_header(out: &mut Vec<u8>, tag: u8, len: usize) {
-    out.push(tag);
-    match len {
-        0..0x80 => out.push(len as u8),
-        0x80..0x100 => out.extend_from_slice(&[0x81, len as u8]),
-        _ => out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]),
-    }
-}
+/// The P-256 curve OID (RFC 5480).
+const OID_PRIME256V1: pkcs8::ObjectIdentifier =
+    pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+/// The P-384 curve OID.
+const OID_SECP384R1: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.132.0.34");
+/// `id-ecPublicKey`, the algorithm of every EC key.
+const OID_EC_PUBLIC_KEY: pkcs8::ObjectIdentifier =
+    pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 
 /// PKCS#8 v1 (RFC 5208) of an EC key: the RFC 5915 `ECPrivateKey` with the
 /// public key and without the curve parameters (they are in the algorithm
 /// identifier), which is what aws-lc's `EVP_marshal_private_key` writes.
 /// `private` is the fixed-length big-endian scalar, `public` the SEC1 point.
-fn ec_pkcs8(curve_oid: &[u8], private: &[u8], public: &[u8]) -> Vec<u8> {
-    let bits = 1 + public.len();
-    let tagged_public = tlv_size(bits);
-    let ec_key = 3 + tlv_size(private.len()) + tlv_size(tagged_public);
-    let alg_id = OID_EC_PUBLIC_KEY.len() + curve_oid.len();
-    let body = 3 + tlv_size(alg_id) + tlv_size(tlv_size(ec_key));
-    let mut out = Vec::with_capacity(tlv_size(body));
-    der_header(&mut out, 0x30, body);
-    out.extend_from_slice(&[0x02, 0x01, 0x00]);
-    der_header(&mut out, 0x30, alg_id);
-    out.extend_from_slice(OID_EC_PUBLIC_KEY);
-    out.extend_from_slice(curve_oid);
-    der_header(&mut out, 0x04, tlv_size(ec_key));
-    der_header(&mut out, 0x30, ec_key);
-    out.extend_from_slice(&[0x02, 0x01, 0x01]);
-    der_header(&mut out, 0x04, private.len());
-    out.extend_from_slice(private);
-    der_header(&mut out, 0xa1, tagged_public);
-    der_header(&mut out, 0x03, bits);
-    out.push(0x00);
-    out.extend_from_slice(public);
-    out
+/// Encoded by the `sec1` and `pkcs8` crates, which size the output before
+/// writing it (no nested buffers).
+fn ec_pkcs8(
+    curve_oid: &pkcs8::ObjectIdentifier,
+    private: &[u8],
+    public: &[u8],
+) -> std::result::Result<Vec<u8>, pkcs8::der::Error> {
+    use pkcs8::der::Encode as _;
+    let ec_key = sec1::EcPrivateKey {
+        private_key: private,
+        parameters: None,
+        public_key: Some(public),
+    }
+    .to_der()?;
+    pkcs8::PrivateKeyInfo {
+        algorithm: pkcs8::AlgorithmIdentifierRef {
+            oid: OID_EC_PUBLIC_KEY,
+            parameters: Some(curve_oid.into()),
+        },
+        private_key: &ec_key,
+        public_key: None,
+    }
+    .to_der()
 }
 
 /// Encodes DER as PEM with LF line endings, as the `pem` crate's
@@ -434,14 +415,14 @@ mod tests {
             KeyPair as _,
         };
         for (alg, oid) in [
-            (&ECDSA_P256_SHA256_ASN1_SIGNING, OID_PRIME256V1),
-            (&ECDSA_P384_SHA384_ASN1_SIGNING, OID_SECP384R1),
+            (&ECDSA_P256_SHA256_ASN1_SIGNING, &OID_PRIME256V1),
+            (&ECDSA_P384_SHA384_ASN1_SIGNING, &OID_SECP384R1),
         ] {
             for _ in 0..50 {
                 let key = EcdsaKeyPair::generate(alg).unwrap();
                 let private = key.private_key().as_be_bytes().unwrap();
                 assert_eq!(
-                    ec_pkcs8(oid, private.as_ref(), key.public_key().as_ref()),
+                    ec_pkcs8(oid, private.as_ref(), key.public_key().as_ref()).unwrap(),
                     key.to_pkcs8v1().unwrap().as_ref()
                 );
             }
