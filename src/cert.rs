@@ -255,28 +255,17 @@ enum Header {
 }
 
 fn tlv_header(der: &[u8]) -> Header {
-    let (Some(&tag), Some(&first)) = (der.first(), der.get(1)) else {
-        return Header::Incomplete;
-    };
-    if tag & 0x1f == 0x1f {
+    use pkcs8::der::{Decode as _, ErrorKind, Reader as _, SliceReader};
+    let Ok(mut reader) = SliceReader::new(der) else {
         return Header::Invalid;
-    }
-    if first < 0x80 {
-        return Header::Tlv {
-            header: 2,
-            len: usize::from(first),
-        };
-    }
-    let n = usize::from(first & 0x7f);
-    if n == 0 || n > 4 {
-        return Header::Invalid;
-    }
-    let Some(bytes) = der.get(2..2 + n) else {
-        return Header::Incomplete;
     };
-    Header::Tlv {
-        header: 2 + n,
-        len: bytes.iter().fold(0, |acc, &b| (acc << 8) | usize::from(b)),
+    match pkcs8::der::Header::decode(&mut reader) {
+        Ok(h) => match (usize::try_from(reader.position()), usize::try_from(h.length)) {
+            (Ok(header), Ok(len)) => Header::Tlv { header, len },
+            _ => Header::Invalid,
+        },
+        Err(e) if matches!(e.kind(), ErrorKind::Incomplete { .. }) => Header::Incomplete,
+        Err(_) => Header::Invalid,
     }
 }
 
