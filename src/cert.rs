@@ -260,7 +260,10 @@ fn tlv_header(der: &[u8]) -> Header {
         return Header::Invalid;
     };
     match pkcs8::der::Header::decode(&mut reader) {
-        Ok(h) => match (usize::try_from(reader.position()), usize::try_from(h.length)) {
+        Ok(h) => match (
+            usize::try_from(reader.position()),
+            usize::try_from(h.length),
+        ) {
             (Ok(header), Ok(len)) => Header::Tlv { header, len },
             _ => Header::Invalid,
         },
