@@ -232,10 +232,7 @@ pub fn run(mut args: EmulatorArgs) -> Result<()> {
                 "  MQTT over WebSockets:      wss://{}/$iothub/websocket (subprotocol mqtt; the SDKs dial 443)",
                 s.listen
             );
-            if let Ok(cs) = crate::dps::connection_string::ConnectionString::parse(&s.connection_string) {
-                let token = crate::emulator::status::token_for(&cs.key);
-                println!("  status page:               {}/?token={token}", s.device_endpoint);
-            }
+            println!("  status page:               {}", s.status_page);
             println!("Environment for the SDK samples (also: pki emulator --print-env sh|powershell|dotenv):");
             let vars = envblock::vars(&ep, device.as_ref());
             print!("{}", envblock::render(envblock::Format::Sh, &ep, &vars));

@@ -140,6 +140,9 @@ pub struct Started {
     pub service_host: String,
     /// Base URL of the device registration API.
     pub device_endpoint: String,
+    /// The status page's ready link (its token is derived from the SAS
+    /// key, not the key itself).
+    pub status_page: String,
     /// Certificate policies (names, validity, exported root file).
     pub certificate_policies: Vec<issuance::PolicyInfo>,
     /// The emulator clock at start-up, when `--clock` moved it off real time.
@@ -290,6 +293,10 @@ pub async fn prepare(opts: &Options) -> Result<Prepared> {
         listen: addr,
         mqtt_listen: mqtt_addr,
         device_endpoint: format!("https://{service_host}"),
+        status_page: format!(
+            "https://{service_host}/?token={}",
+            status::token_for(&settings.sas_key)
+        ),
         service_host,
         certificate_policies: issuance.list(),
         clock: clock.is_set().then(|| crate::validity::show(clock.now())),

@@ -2,6 +2,30 @@
 
 use super::*;
 
+/// `--json` carries the status page's ready link (as the start-up text
+/// does): it serves the page, its token is not the SAS key, and the page
+/// without the token is refused.
+#[tokio::test]
+async fn json_start_up_names_the_status_page() {
+    let dir = tmp();
+    let emu = Emulator::start(dir.path(), &["--in-memory"]);
+    let link = emu.info["statusPage"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no statusPage in {}", emu.info))
+        .to_string();
+    assert!(link.starts_with("https://localhost:"), "{link}");
+    assert!(
+        !link.contains(&emu.key),
+        "the link must not hold the SAS key"
+    );
+    let c = emu.client(None);
+    let page = c.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().starts_with("<!doctype html>"));
+    let bare = link.split('?').next().unwrap();
+    assert_eq!(c.get(bare).send().await.unwrap().status(), 401);
+}
+
 #[tokio::test]
 async fn enrollment_group_lifecycle_etags_and_paging() {
     let dir = tmp();
