@@ -144,3 +144,70 @@ fn register_csr_auto_then_register_with_the_issued_certificate() {
     .bad_input();
     assert!(line.contains("not the registration ID"), "{line}");
 }
+
+/// With the emulator clock moved past a policy's issuing CA, a CSR
+/// registration is refused naming the expired CA, the clock and the fix,
+/// not the CLI's `pki ca roll` advice.
+#[test]
+fn issuance_after_the_policy_ca_expired_names_the_clock_and_the_fix() {
+    let emu =
+        Emulator::start_in_temp(&["--certificate-policy", "factory-ns/factory-ca/devices:14"]);
+    let dir = emu.scratch().join("ca");
+    // A fleet that outlives the policy's ten-year CAs.
+    Pki::new([
+        "chain",
+        "new",
+        "--out",
+        s(&dir),
+        "--devices",
+        "1",
+        "--ca-days",
+        "7300",
+        "--days",
+        "7000",
+        "--no-pfx",
+    ])
+    .run()
+    .ok();
+    emu.pki(&[
+        "enroll",
+        "long-line",
+        "--cert",
+        s(&dir.join("certs/azure-iot-test-only.intermediate.cert.pem")),
+        "--certificate-policy",
+        "factory-ns/factory-ca/devices",
+    ])
+    .ok();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let r = emu
+            .client(None)
+            .put(emu.url("/emulator/clock"))
+            .header("authorization", emu.sas())
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"offset": "+11y"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    });
+    let out = emu.scratch().join("issued");
+    let run = register(
+        &emu,
+        &dir.join("certs/device-0001-full-chain.cert.pem"),
+        &dir.join("private/device-0001.key.pem"),
+        &["--csr", "auto", "--out", s(&out), "--attempts", "1"],
+    );
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    let line = run.stderr.trim();
+    for needle in [
+        "factory-ns/factory-ca/devices",
+        "issuing CA expired at",
+        "emulator clock",
+        "PUT /emulator/clock",
+    ] {
+        assert!(line.contains(needle), "{needle}: {line}");
+    }
+    assert!(!line.contains("pki ca roll"), "{line}");
+    assert!(!out.join("certs/device-0001.issued.cert.pem").exists());
+}

@@ -486,11 +486,29 @@ pub fn issue_for(
     let public_key = csr
         .public_key()
         .map_err(|e| DpsError::bad_request(e.to_string()))?;
+    // With the clock moved past the policy's CAs, the CLI's advice in the
+    // validity error (`pki ca roll`, --allow-expired-issuer) means nothing
+    // to a device: say what expired and how to get issuance back.
+    let now = state.clock.now();
+    let ca_window = policy.issuing.cert.window();
+    if ca_window.not_after <= now {
+        let files = policy
+            .info
+            .issuing_ca_file
+            .as_deref()
+            .and_then(std::path::Path::parent)
+            .map_or_else(String::new, |d| format!(" (in {})", d.display()));
+        return Err(DpsError::internal(format!(
+            "certificate policy {name}: its issuing CA expired at {}, before the emulator clock ({}); move the clock back (PUT /emulator/clock or --clock), or stop the emulator and delete the policy's CA files{files} so it makes new ones (devices must then trust the new root)",
+            crate::validity::show(ca_window.not_after),
+            crate::validity::show(now)
+        )));
+    }
     let leaf = issue_for_public_key(
         &Profile::Device,
         reg.as_str(),
         &crate::validity::Validity {
-            now: state.clock.now(),
+            now,
             ..crate::validity::Validity::days(policy.info.validity_days)
         },
         &public_key,
